@@ -1,0 +1,88 @@
+// lcmae/backend/cpu/elementwise.hpp - bias, residual, GELU, ReLU (contracts in ops.hpp).
+#pragma once
+
+#include <cmath>
+#include <numbers>
+
+#include "lcmae/backend/cpu.hpp"
+
+namespace lcmae::ops {
+
+// Small loops stay serial: forking threads costs more than the work below this size.
+inline constexpr long kParallelMin = 1 << 14;
+
+template <class T>
+inline void bias_fill(const backend::Cpu& ctx, long rows, long cols, const T* bias, T* y) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long r = 0; r < rows; ++r)
+        for (long c = 0; c < cols; ++c) y[r * cols + c] = bias[c];
+}
+
+template <class T>
+inline void bias_grad(const backend::Cpu& ctx, long rows, long cols, const T* dy, T* db) {
+    // Parallel over columns so each thread owns its slice of db (no reduction races).
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long c0 = 0; c0 < cols; c0 += 64) {
+        const long c1 = c0 + 64 < cols ? c0 + 64 : cols;
+        T acc[64] = {};
+        for (long r = 0; r < rows; ++r)
+            for (long c = c0; c < c1; ++c) acc[c - c0] += dy[r * cols + c];
+        for (long c = c0; c < c1; ++c) db[c] += acc[c - c0];
+    }
+}
+
+template <class T>
+inline void add(const backend::Cpu& ctx, long n, const T* a, const T* b, T* y) {
+#pragma omp parallel for simd schedule(static) num_threads(ctx.threads()) if (n > kParallelMin)
+    for (long i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+template <class T>
+inline void add_inplace(const backend::Cpu& ctx, long n, const T* x, T* y) {
+#pragma omp parallel for simd schedule(static) num_threads(ctx.threads()) if (n > kParallelMin)
+    for (long i = 0; i < n; ++i) y[i] += x[i];
+}
+
+template <class T>
+inline void scale_inplace(const backend::Cpu& ctx, long n, T alpha, T* y) {
+#pragma omp parallel for simd schedule(static) num_threads(ctx.threads()) if (n > kParallelMin)
+    for (long i = 0; i < n; ++i) y[i] *= alpha;
+}
+
+/// Exact GELU: x * Phi(x) with Phi the standard normal CDF via erf (PyTorch's default nn.GELU).
+template <class T>
+inline T gelu(T x) {
+    return T(0.5) * x * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
+}
+template <class T>
+inline T gelu_grad(T x) {
+    const T cdf = T(0.5) * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
+    const T pdf = std::exp(T(-0.5) * x * x) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+    return cdf + x * pdf;
+}
+
+template <class T>
+inline void gelu_forward(const backend::Cpu& ctx, long n, const T* x, T* y) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (n > kParallelMin)
+    for (long i = 0; i < n; ++i) y[i] = gelu(x[i]);
+}
+
+template <class T>
+inline void gelu_backward(const backend::Cpu& ctx, long n, const T* x, const T* dy, T* dx) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (n > kParallelMin)
+    for (long i = 0; i < n; ++i) dx[i] = dy[i] * gelu_grad(x[i]);
+}
+
+template <class T>
+inline void relu_forward(const backend::Cpu& ctx, long n, const T* x, T* y) {
+#pragma omp parallel for simd schedule(static) num_threads(ctx.threads()) if (n > kParallelMin)
+    for (long i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+
+template <class T>
+inline void relu_backward(const backend::Cpu& ctx, long n, const T* x, const T* dy, T* dx) {
+#pragma omp parallel for simd schedule(static) num_threads(ctx.threads()) if (n > kParallelMin)
+    for (long i = 0; i < n; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+}
+
+}  // namespace lcmae::ops

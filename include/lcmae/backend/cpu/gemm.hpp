@@ -1,0 +1,60 @@
+// lcmae/backend/cpu/gemm.hpp - GEMM through Eigen maps on our own buffers (contract in ops.hpp).
+#pragma once
+
+#include <cstdint>
+
+#include "lcmae/backend/cpu.hpp"
+#include "lcmae/backend/cpu/eigen_maps.hpp"
+#include "lcmae/core/error.hpp"
+
+namespace lcmae::ops {
+
+namespace detail {
+// C = alpha op(A) op(B) + beta C, single call into Eigen's GEMM kernel (which threads internally
+// unless it is already inside a parallel region).
+template <class T, class MA, class MB>
+inline void gemm_eigen(long M, long N, T alpha, const MA& a, const MB& b, T beta, T* C, long ldc) {
+    auto c = backend::cpu::map_rm(C, M, N, ldc);
+    if (beta == T(0)) {
+        c.noalias() = alpha * a * b;
+    } else {
+        if (beta != T(1)) c *= beta;
+        c.noalias() += alpha * a * b;
+    }
+}
+}  // namespace detail
+
+template <class T>
+inline void gemm(const backend::Cpu&, bool ta, bool tb, long M, long N, long K, T alpha, const T* A,
+                 long lda, const T* B, long ldb, T beta, T* C, long ldc) {
+    LCMAE_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm sizes must be non-negative, got M " << M << " N " << N << " K " << K);
+    if (M == 0 || N == 0) return;
+    using backend::cpu::map_rm;
+    if (K == 0) {  // op(A) op(B) is all zeros
+        auto c = map_rm(C, M, N, ldc);
+        if (beta == T(0)) c.setZero(); else c *= beta;
+        return;
+    }
+    if (!ta && !tb)
+        detail::gemm_eigen(M, N, alpha, map_rm(A, M, K, lda), map_rm(B, K, N, ldb), beta, C, ldc);
+    else if (!ta && tb)
+        detail::gemm_eigen(M, N, alpha, map_rm(A, M, K, lda), map_rm(B, N, K, ldb).transpose(), beta, C, ldc);
+    else if (ta && !tb)
+        detail::gemm_eigen(M, N, alpha, map_rm(A, K, M, lda).transpose(), map_rm(B, K, N, ldb), beta, C, ldc);
+    else
+        detail::gemm_eigen(M, N, alpha, map_rm(A, K, M, lda).transpose(), map_rm(B, N, K, ldb).transpose(), beta, C, ldc);
+}
+
+/// Batched GEMM: parallel over the batch, each problem single-threaded inside (one level of
+/// parallelism at a time).
+template <class T>
+inline void gemm_batched(const backend::Cpu& ctx, bool ta, bool tb, long M, long N, long K, T alpha,
+                         const T* A, long lda, long sA, const T* B, long ldb, long sB, T beta, T* C,
+                         long ldc, long sC, long batch) {
+    LCMAE_CHECK(batch >= 0, "gemm_batched needs a non-negative batch, got " << batch);
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+    for (long i = 0; i < batch; ++i)
+        gemm(ctx, ta, tb, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
+}
+
+}  // namespace lcmae::ops

@@ -1,0 +1,138 @@
+// lcmae/backend/cpu/norm.hpp - LayerNorm (per row) and BatchNorm1d (per column), forward and
+// backward (contracts in ops.hpp). Statistics are accumulated in double for float inputs, so the
+// saved mean/rstd do not depend on the thread count.
+#pragma once
+
+#include <cmath>
+
+#include "lcmae/backend/cpu.hpp"
+#include "lcmae/backend/cpu/elementwise.hpp"
+
+namespace lcmae::ops {
+
+template <class T>
+inline void layernorm_forward(const backend::Cpu& ctx, long rows, long cols, const T* x,
+                              const T* gamma, const T* beta, T eps, T* y, T* mean, T* rstd) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long r = 0; r < rows; ++r) {
+        const T* xr = x + r * cols;
+        double s = 0;
+        for (long c = 0; c < cols; ++c) s += xr[c];
+        const double m = s / cols;
+        double v = 0;
+        for (long c = 0; c < cols; ++c) v += (xr[c] - m) * (xr[c] - m);
+        const T rs = T(1.0 / std::sqrt(v / cols + double(eps)));
+        const T mt = T(m);
+        T* yr = y + r * cols;
+        for (long c = 0; c < cols; ++c) yr[c] = (xr[c] - mt) * rs * gamma[c] + beta[c];
+        mean[r] = mt;
+        rstd[r] = rs;
+    }
+}
+
+/// dx += LN'(x)^T dy; dgamma += sum_r dy * xhat; dbeta += sum_r dy.
+template <class T>
+inline void layernorm_backward(const backend::Cpu& ctx, long rows, long cols, const T* x,
+                               const T* mean, const T* rstd, const T* gamma, const T* dy, T* dx,
+                               T* dgamma, T* dbeta) {
+    // Pass 1 (parallel over rows): dx. Pass 2 (parallel over columns): dgamma, dbeta - each
+    // thread owns its columns, so there is no reduction race and the result is deterministic.
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long r = 0; r < rows; ++r) {
+        const T* xr = x + r * cols;
+        const T* dyr = dy + r * cols;
+        const T m = mean[r], rs = rstd[r];
+        T sum_g = 0, sum_gx = 0;  // sums of (dy*gamma) and (dy*gamma*xhat)
+        for (long c = 0; c < cols; ++c) {
+            const T g = dyr[c] * gamma[c];
+            sum_g += g;
+            sum_gx += g * (xr[c] - m) * rs;
+        }
+        sum_g /= T(cols);
+        sum_gx /= T(cols);
+        T* dxr = dx + r * cols;
+        for (long c = 0; c < cols; ++c) {
+            const T xhat = (xr[c] - m) * rs;
+            dxr[c] += rs * (dyr[c] * gamma[c] - sum_g - xhat * sum_gx);
+        }
+    }
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long c0 = 0; c0 < cols; c0 += 32) {
+        const long c1 = c0 + 32 < cols ? c0 + 32 : cols;
+        T ag[32] = {}, ab[32] = {};
+        for (long r = 0; r < rows; ++r) {
+            const T m = mean[r], rs = rstd[r];
+            for (long c = c0; c < c1; ++c) {
+                const T d = dy[r * cols + c];
+                ag[c - c0] += d * (x[r * cols + c] - m) * rs;
+                ab[c - c0] += d;
+            }
+        }
+        for (long c = c0; c < c1; ++c) {
+            dgamma[c] += ag[c - c0];
+            dbeta[c] += ab[c - c0];
+        }
+    }
+}
+
+/// Train mode: normalise with batch statistics (biased var); update running stats with the
+/// unbiased var: running = (1 - momentum) running + momentum batch (PyTorch's convention).
+/// gamma/beta may be null (no affine). Needs rows >= 2 (unbiased var), as PyTorch does.
+template <class T>
+inline void batchnorm_forward_train(const backend::Cpu& ctx, long rows, long cols, const T* x,
+                                    const T* gamma, const T* beta, T eps, T momentum, T* y, T* mean,
+                                    T* rstd, T* running_mean, T* running_var) {
+    LCMAE_CHECK(rows >= 2, "BatchNorm in train mode needs at least 2 rows per batch, got " << rows);
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long c = 0; c < cols; ++c) {
+        double s = 0;
+        for (long r = 0; r < rows; ++r) s += x[r * cols + c];
+        const double m = s / rows;
+        double v = 0;
+        for (long r = 0; r < rows; ++r) v += (x[r * cols + c] - m) * (x[r * cols + c] - m);
+        const T rs = T(1.0 / std::sqrt(v / rows + double(eps)));
+        mean[c] = T(m);
+        rstd[c] = rs;
+        const T g = gamma ? gamma[c] : T(1), b = beta ? beta[c] : T(0);
+        for (long r = 0; r < rows; ++r) y[r * cols + c] = (x[r * cols + c] - T(m)) * rs * g + b;
+        if (running_mean) running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * T(m);
+        if (running_var) running_var[c] = (T(1) - momentum) * running_var[c] + momentum * T(v / (rows - 1));
+    }
+}
+
+template <class T>
+inline void batchnorm_forward_eval(const backend::Cpu& ctx, long rows, long cols, const T* x,
+                                   const T* gamma, const T* beta, T eps, const T* running_mean,
+                                   const T* running_var, T* y) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long r = 0; r < rows; ++r)
+        for (long c = 0; c < cols; ++c) {
+            const T g = gamma ? gamma[c] : T(1), b = beta ? beta[c] : T(0);
+            y[r * cols + c] = (x[r * cols + c] - running_mean[c]) / std::sqrt(running_var[c] + eps) * g + b;
+        }
+}
+
+/// Train-mode backward: dx written; dgamma, dbeta accumulate (may be null without affine).
+template <class T>
+inline void batchnorm_backward(const backend::Cpu& ctx, long rows, long cols, const T* x, const T* mean,
+                               const T* rstd, const T* gamma, const T* dy, T* dx, T* dgamma, T* dbeta) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long c = 0; c < cols; ++c) {
+        const T m = mean[c], rs = rstd[c], g = gamma ? gamma[c] : T(1);
+        T sum_d = 0, sum_dx = 0;
+        for (long r = 0; r < rows; ++r) {
+            const T d = dy[r * cols + c];
+            sum_d += d;
+            sum_dx += d * (x[r * cols + c] - m) * rs;
+        }
+        if (dgamma) dgamma[c] += sum_dx;
+        if (dbeta) dbeta[c] += sum_d;
+        const T md = sum_d / T(rows), mdx = sum_dx / T(rows);
+        for (long r = 0; r < rows; ++r) {
+            const T xhat = (x[r * cols + c] - m) * rs;
+            dx[r * cols + c] = g * rs * (dy[r * cols + c] - md - xhat * mdx);
+        }
+    }
+}
+
+}  // namespace lcmae::ops

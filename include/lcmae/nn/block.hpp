@@ -1,0 +1,103 @@
+// lcmae/nn/block.hpp - the pre-norm transformer block: x += Attn(LN1(x)); x += MLP(LN2(x)).
+//
+// A Block owns the activations it saves for backward (planned in an ActivationArena for the
+// largest batch and token count); the backward scratch is shared by all blocks of one stack
+// (BlockScratch), since blocks run backward one after another.
+#pragma once
+
+#include <string>
+
+#include "lcmae/core/arena.hpp"
+#include "lcmae/nn/attention.hpp"
+#include "lcmae/nn/layernorm.hpp"
+#include "lcmae/nn/mlp.hpp"
+
+namespace lcmae::nn {
+
+/// Width, heads and planned sizes shared by the blocks of one stack.
+struct BlockPlan {
+    long dim = 0, heads = 0, mlp_hidden = 0;
+    long max_batch = 0, max_tokens = 0;
+    long max_rows() const { return max_batch * max_tokens; }
+    long max_probs() const { return max_batch * heads * max_tokens * max_tokens; }
+};
+
+/// Backward scratch shared by the blocks of one stack.
+template <class T>
+struct BlockScratch {
+    Slot d_ln, d_att, d_qkv, d_probs, d_h;
+    void plan(ActivationArena<T>& A, const BlockPlan& p) {
+        const long r = p.max_rows();
+        d_ln = A.reserve(r * p.dim);
+        d_att = A.reserve(r * p.dim);
+        d_qkv = A.reserve(r * 3 * p.dim);
+        d_probs = A.reserve(p.max_probs());
+        d_h = A.reserve(r * p.mlp_hidden);
+    }
+};
+
+template <class T>
+struct Block {
+    BlockPlan plan;
+    LayerNorm<T> norm1, norm2;
+    Attention<T> attn;
+    Mlp<T> mlp;
+    // saved activations (slots in the owner's activation arena)
+    Slot ln1, mean1, rstd1, qkv, probs, att, x1, ln2, mean2, rstd2, h_pre, h, out;
+
+    Block() = default;
+    Block(ParamArena<T>& P, ActivationArena<T>& A, const std::string& prefix, const BlockPlan& p) : plan(p) {
+        norm1 = LayerNorm<T>(P, prefix + ".norm1", p.dim);
+        attn = Attention<T>(P, prefix + ".attn", p.dim, p.heads);
+        norm2 = LayerNorm<T>(P, prefix + ".norm2", p.dim);
+        mlp = Mlp<T>(P, prefix + ".mlp", p.dim, p.mlp_hidden);
+        const long r = p.max_rows(), d = p.dim;
+        ln1 = A.reserve(r * d); mean1 = A.reserve(r); rstd1 = A.reserve(r);
+        qkv = A.reserve(r * 3 * d); probs = A.reserve(p.max_probs()); att = A.reserve(r * d);
+        x1 = A.reserve(r * d);
+        ln2 = A.reserve(r * d); mean2 = A.reserve(r); rstd2 = A.reserve(r);
+        h_pre = A.reserve(r * p.mlp_hidden); h = A.reserve(r * p.mlp_hidden);
+        out = A.reserve(r * d);
+    }
+    void init(ParamArena<T>& P, std::uint64_t seed) const {
+        norm1.init(P, seed); attn.init(P, seed); norm2.init(P, seed); mlp.init(P, seed);
+    }
+
+    void check_size(long B, long N) const {
+        LCMAE_CHECK(B >= 1 && N >= 1, "a block needs a positive batch and token count, got B " << B << " N " << N);
+        LCMAE_CHECK(B <= plan.max_batch, "batch " << B << " exceeds the planned maximum " << plan.max_batch);
+        LCMAE_CHECK(N <= plan.max_tokens, N << " tokens exceed the planned maximum " << plan.max_tokens);
+    }
+
+    /// x (B, N, D) -> A.at(out) (B, N, D). x must stay valid until backward.
+    void forward(const backend::Cpu& ctx, const ParamArena<T>& P, ActivationArena<T>& A, const T* x,
+                 long B, long N) const {
+        check_size(B, N);
+        const long rows = B * N, d = plan.dim;
+        norm1.forward(ctx, P, x, A.at(ln1), A.at(mean1), A.at(rstd1), rows);
+        attn.forward(ctx, P, A.at(ln1), B, N, A.at(qkv), A.at(probs), A.at(att), A.at(x1));
+        ops::add_inplace(ctx, rows * d, x, A.at(x1));
+        norm2.forward(ctx, P, A.at(x1), A.at(ln2), A.at(mean2), A.at(rstd2), rows);
+        mlp.forward(ctx, P, A.at(ln2), A.at(h_pre), A.at(h), A.at(out), rows);
+        ops::add_inplace(ctx, rows * d, A.at(x1), A.at(out));
+    }
+
+    /// In place: `d` holds dL/d(out) on entry and dL/dx on exit. Parameter grads accumulate.
+    void backward(const backend::Cpu& ctx, ParamArena<T>& P, ActivationArena<T>& A, const T* x, long B, long N,
+                  T* d, const BlockScratch<T>& s) const {
+        check_size(B, N);
+        const long rows = B * N;
+        T* d_ln = A.at(s.d_ln);
+        mlp.backward(ctx, P, A.at(ln2), A.at(h_pre), A.at(h), d, d_ln, A.at(s.d_h), rows);
+        norm2.backward(ctx, P, A.at(x1), A.at(mean2), A.at(rstd2), d_ln, d, rows);  // d += ...
+        attn.backward(ctx, P, A.at(ln1), B, N, A.at(qkv), A.at(probs), A.at(att), d, d_ln, A.at(s.d_att),
+                      A.at(s.d_qkv), A.at(s.d_probs));
+        norm1.backward(ctx, P, x, A.at(mean1), A.at(rstd1), d_ln, d, rows);  // d += ...
+    }
+
+    double flops_forward(long B, long N) const {
+        return attn.flops_forward(B, N) + mlp.flops_forward(B * N);
+    }
+};
+
+}  // namespace lcmae::nn
