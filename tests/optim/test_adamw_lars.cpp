@@ -124,14 +124,16 @@ TEST_CASE("AdamW equals a straightforward per-element reference loop, and merges
     for (std::size_t s = 0; s < slots.size(); ++s)
         for (std::size_t i = 0; i < slots[s].count; ++i)
             CHECK(a.value(slots[s])[i] == doctest::Approx(p[s][i]).epsilon(1e-10));
-    // a uniform layout merges into one segment
+    // a uniform layout of 16-multiples merges into one segment; padding breaks a run
     ParamArena<float> u;
-    u.add("w1", Shape{3, 3});
-    u.add("w2", Shape{17, 2});
-    u.add("w3", Shape{2, 2});
+    u.add("w1", Shape{4, 4});
+    u.add("w2", Shape{16, 2});
+    u.add("w3", Shape{2, 3});
+    u.add("w4", Shape{2, 8});
     u.allocate();
     AdamW<float> o2(u);
-    CHECK(o2.segments().size() == 1);
+    CHECK(o2.segments().size() == 2);
+    CHECK(o2.segments()[0].count == 16 + 32 + 6);
 }
 
 TEST_CASE("AdamW: a frozen predicate and zero weight decay") {

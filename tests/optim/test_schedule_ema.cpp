@@ -77,14 +77,14 @@ TEST_CASE("layer ids and lr scales for a ViT-B name list") {
 namespace {
 template <class T>
 void build(ParamArena<T>& a, bool with_decoder) {
-    a.add("cls_token", Shape{1, 1, 4});
-    a.add("blocks.0.attn.qkv.weight", Shape{12, 4});
-    a.add("blocks.0.attn.qkv.bias", Shape{12});
-    if (with_decoder) a.add("decoder_embed.weight", Shape{3, 4});
-    a.add("head.0.weight", Shape{5, 4});
-    a.add_buffer("head.1.running_mean", Shape{5});
-    a.add_buffer("head.1.running_var", Shape{5});
-    a.add("head.3.weight", Shape{4, 5});
+    a.add("cls_token", Shape{1, 1, 16});
+    a.add("blocks.0.attn.qkv.weight", Shape{48, 16});
+    a.add("blocks.0.attn.qkv.bias", Shape{48});
+    if (with_decoder) a.add("decoder_embed.weight", Shape{3, 16});
+    a.add("head.0.weight", Shape{32, 16});
+    a.add_buffer("head.1.running_mean", Shape{32});
+    a.add_buffer("head.1.running_var", Shape{32});
+    a.add("head.3.weight", Shape{16, 5});  // 80 values: no padding, but the run ends here anyway
     a.allocate();
 }
 }  // namespace
@@ -99,6 +99,7 @@ TEST_CASE_TEMPLATE("EMA update over parameters AND buffers, matched by name", T,
     EmaUpdater<T> ema(target, online);
     // target: cls..bias contiguous in both arenas; the decoder gap splits the online layout once
     CHECK(ema.runs().size() == 2);
+    CHECK(ema.runs()[1].count == 32 * 16 + 32 + 32 + 80);
     ema.copy_from_online();
     for (const auto& e : target.entries())
         for (std::size_t i = 0; i < e.slot.count; ++i)

@@ -11,9 +11,10 @@
 // can exclude more (e.g. a frozen encoder).
 //
 // Memory: the two moments are AlignedBuffers of the arena's planned size, so moment i belongs to
-// value i and a state file stores them with the arena's own table. Adjacent entries with equal
+// value i and a state file stores them with the arena's own table. Entries that touch (no padding
+// between them, i.e. sizes that are multiples of 16 as in every ViT preset) with equal
 // (lr scale, decay) are merged into one segment at construction, so step() is a few long loops over
-// contiguous memory and allocates nothing.
+// contiguous memory and allocates nothing. Padding is never read or written.
 //
 // Gradient accumulation over k micro-batches: zero_grad() once, run forward/backward k times (every
 // layer accumulates into the grads with +=), then step(lr, 1.0 / k) - the grad scale turns the sum
@@ -161,8 +162,7 @@ private:
             const double scale = scales_[idx];
             if (!segments_.empty()) {
                 Segment& last = segments_.back();
-                if (last.lr_scale == scale && last.decay == e.weight_decay &&
-                    last.offset + padded_count(last.count, ParamArena<T>::kPad) == e.slot.offset) {
+                if (last.lr_scale == scale && last.decay == e.weight_decay && last.offset + last.count == e.slot.offset) {
                     last.count = e.slot.offset + e.slot.count - last.offset;
                     continue;
                 }

@@ -29,7 +29,6 @@ public:
     EmaUpdater(ParamArena<T>& target, const ParamArena<T>& online) : target_(&target), online_(&online) {
         LCMAE_CHECK(target.allocated() && online.allocated(), "EmaUpdater needs two allocated arenas");
         LCMAE_CHECK(&target != &online, "the EMA target and the online model must be different arenas");
-        constexpr std::size_t pad = ParamArena<T>::kPad;
         for (const auto& te : target.entries()) {
             LCMAE_CHECK(online.contains(te.name),
                         "EMA target entry '" << te.name << "' has no entry of the same name in the online model");
@@ -42,9 +41,8 @@ public:
             if (te.slot.count == 0) continue;
             if (!runs_.empty()) {
                 Run& r = runs_.back();
-                const std::size_t padded = padded_count(r.count, pad);
-                if (r.target_offset + padded == te.slot.offset && r.online_offset + padded == oe.slot.offset) {
-                    r.count = padded + te.slot.count;
+                if (r.target_offset + r.count == te.slot.offset && r.online_offset + r.count == oe.slot.offset) {
+                    r.count += te.slot.count;
                     continue;
                 }
             }

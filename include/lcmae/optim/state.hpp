@@ -24,15 +24,12 @@ struct OptimizerStateRef {
     std::vector<std::size_t> entry_indices;
 };
 
-/// Adjacent slots of one arena merged into long runs: [offset, offset + count) may include the
-/// padding between entries (always zero in values, grads and moments, so updating it is harmless).
+/// Slots of one arena that touch (no padding between them), merged into one long run.
 struct Segment {
     std::size_t offset = 0;
     std::size_t count = 0;
     double lr_scale = 1.0;
     bool decay = false;
 };
-
-inline std::size_t padded_count(std::size_t count, std::size_t pad) { return (count + pad - 1) / pad * pad; }
 
 }  // namespace lcmae::optim
