@@ -6,6 +6,7 @@
 // one reader serves both. Every failure names the file and says what was wrong.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
