@@ -26,12 +26,15 @@
 // torch.nn.utils.clip_grad_norm_; grads themselves are not modified.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <string>
 #include <vector>
+
+#include <Eigen/Core>
 
 #include "lcmae/core/arena.hpp"
 #include "lcmae/core/buffer.hpp"
@@ -104,17 +107,23 @@ public:
             const double lr_e = lr * s.lr_scale;
             const T decay = T(s.decay ? 1.0 - lr_e * cfg_.weight_decay : 1.0);
             const T step_size = T(lr_e / bc1);
-            const std::ptrdiff_t begin = static_cast<std::ptrdiff_t>(s.offset);
-            const std::ptrdiff_t end = begin + static_cast<std::ptrdiff_t>(s.count);
-#pragma omp parallel for simd schedule(static) if (s.count > 65536)
-            for (std::ptrdiff_t i = begin; i < end; ++i) {
-                const T gi = g[i] * g_scale;
-                const T mi = b1 * m[i] + omb1 * gi;
-                const T vi = b2 * v[i] + omb2 * gi * gi;
-                m[i] = mi;
-                v[i] = vi;
-                const T denom = std::sqrt(vi) / bc2s + eps;
-                p[i] = p[i] * decay - step_size * mi / denom;
+            // chunks small enough to stay in L1/L2, so the three Eigen passes (vectorised sqrt and
+            // division, which plain loops are not while sqrt may set errno) read memory once
+            const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(s.count);
+            const std::ptrdiff_t chunks = (n + kChunk - 1) / kChunk;
+            T* ps = p + s.offset;
+            const T* gs_ptr = g + s.offset;
+            T* ms = m + s.offset;
+            T* vs = v + s.offset;
+#pragma omp parallel for schedule(static) if (n > 65536)
+            for (std::ptrdiff_t c = 0; c < chunks; ++c) {
+                const std::ptrdiff_t off = c * kChunk;
+                const std::ptrdiff_t len = std::min(kChunk, n - off);
+                const ConstArr gc(gs_ptr + off, len);
+                Arr mc(ms + off, len), vc(vs + off, len), pc(ps + off, len);
+                mc = b1 * mc + omb1 * (gc * g_scale);
+                vc = b2 * vc + omb2 * (gc * g_scale).square();
+                pc = pc * decay - step_size * mc / (vc.sqrt() / bc2s + eps);
             }
         }
         return norm;
@@ -153,6 +162,10 @@ public:
     }
 
 private:
+    static constexpr std::ptrdiff_t kChunk = 2048;
+    using Arr = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+    using ConstArr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
     void build_segments() {
         segments_.clear();
         const auto& entries = arena_->entries();

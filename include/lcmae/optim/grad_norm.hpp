@@ -12,7 +12,7 @@ namespace detail {
 template <class T>
 double sum_squares(const T* g, std::size_t n, double scale) {
     double acc = 0.0;
-#pragma omp parallel for reduction(+ : acc) schedule(static) if (n > 65536)
+#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (n > 65536)
     for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
         const double x = static_cast<double>(g[i]) * scale;
         acc += x * x;

@@ -56,7 +56,7 @@ public:
             if (e.shape.rank() > 1) {
                 const T wd = T(cfg_.weight_decay);
                 double pn = 0.0, dn = 0.0;
-#pragma omp parallel for reduction(+ : pn, dn) schedule(static) if (n > 65536)
+#pragma omp parallel for simd reduction(+ : pn, dn) schedule(static) if (n > 65536)
                 for (std::ptrdiff_t i = 0; i < n; ++i) {
                     const T d = g[i] * gs + wd * p[i];
                     pn += double(p[i]) * double(p[i]);
