@@ -68,7 +68,7 @@ JpegFolder& jpeg_folder() {
     return f;
 }
 
-// Args: dataset (0 Fashion-MNIST, 1 JPEG folder), image size, threads.
+// Args: dataset (0 Fashion-MNIST, 1 JPEG folder), image size, threads, reduced JPEG decoding.
 void BM_LoaderPair(benchmark::State& state) {
     cv::setNumThreads(1);
     std::shared_ptr<const Dataset> ds = state.range(0) == 0 ? fashion_mnist() : jpeg_folder().ds;
@@ -78,6 +78,7 @@ void BM_LoaderPair(benchmark::State& state) {
     cfg.batch = 64;
     cfg.channels = state.range(0) == 0 ? 1 : 3;
     cfg.views = Views::Pair;
+    cfg.reduced_decode = state.range(3) != 0;
     Loader<crop::SimpleResized> loader(ds, cfg);
     std::uint64_t epoch = 0;
     loader.start_epoch(epoch);
@@ -93,11 +94,13 @@ void BM_LoaderPair(benchmark::State& state) {
     }
     state.SetItemsProcessed(images);
     state.SetLabel(std::string(state.range(0) == 0 ? "fashion-mnist" : "jpeg-500x375") + " " +
-                   std::to_string(cfg.image_size) + "px pair, " + std::to_string(cfg.threads) + " thread(s)");
+                   std::to_string(cfg.image_size) + "px pair, " + std::to_string(cfg.threads) + " thread(s)" +
+                   (state.range(0) == 1 && !cfg.reduced_decode ? ", full decode" : ""));
 }
 BENCHMARK(BM_LoaderPair)
-    ->ArgNames({"jpeg", "px", "threads"})
-    ->ArgsProduct({{0, 1}, {32, 224}, {1, 2}})
+    ->ArgNames({"jpeg", "px", "threads", "reduced"})
+    ->ArgsProduct({{0, 1}, {32, 224}, {1, 2}, {1}})
+    ->ArgsProduct({{1}, {32}, {1, 2}, {0}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0);

@@ -265,3 +265,44 @@ TEST_CASE("CIFAR binary batches") {
     CHECK(has(e, "3073-byte records"));
     CHECK(has(error_of([&] { load_cifar10(dir.path.string()); }), "data_batch_1.bin"));
 }
+
+TEST_CASE("JPEG size from the header; reduced decoding keeps the shorter side above what the crop needs") {
+    TempDir dir;
+    cv::Mat img(375, 500, CV_8UC3);
+    cv::randu(img, 0, 255);
+    cv::GaussianBlur(img, img, cv::Size(9, 9), 3);
+    std::filesystem::create_directories(dir.path / "c");
+    cv::imwrite(dir / "c/a.jpg", img);
+    cv::imwrite(dir / "c/b.png", img);
+    std::ifstream in(dir / "c/a.jpg", std::ios::binary);
+    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+    const auto hw = jpeg_size(bytes);
+    REQUIRE(hw.has_value());
+    CHECK(hw->first == 375);
+    CHECK(hw->second == 500);
+    CHECK_FALSE(jpeg_size({0x89, 'P', 'N', 'G'}).has_value());
+    CHECK_FALSE(jpeg_size({0xFF, 0xD8, 0xFF}).has_value());
+
+    ImageFolder f(dir.path.string());
+    CHECK(f.image(0).rows == 375);
+    const cv::Mat r4 = f.image(0, 80);  // 375 >= 4 * 80 -> 1/4 scale
+    CHECK(r4.rows == 94);
+    CHECK(r4.cols == 125);
+    CHECK(f.image(0, 32).rows == 47);    // 1/8
+    CHECK(f.image(0, 188).rows == 375);  // 375 < 2 * 188 -> full
+    CHECK(f.image(1, 32).rows == 375);   // png: always full
+    // the reduced decode is a fair downscale of the full one
+    cv::Mat full = f.image(0), small;
+    cv::resize(full, small, r4.size(), 0, 0, cv::INTER_AREA);
+    CHECK(cv::norm(small, r4, cv::NORM_L1) / double(small.total() * 3) < 4.0);
+    // the loader asks for what its crop needs: image_size for the simple resized crop
+    LoaderConfig cfg;
+    cfg.batch = 1;
+    cfg.image_size = 32;
+    Loader<crop::SimpleResized> srs(f, cfg);
+    CHECK(srs.decode_min_side() == 32);
+    Loader<crop::RandomResized> rrc(f, cfg);
+    CHECK(rrc.decode_min_side() == 72);  // 32 / sqrt(0.2) = 71.6
+    cfg.reduced_decode = false;
+    CHECK(Loader<crop::RandomResized>(f, cfg).decode_min_side() == 0);
+}

@@ -35,6 +35,13 @@ public:
     /// Image i as 8-bit HWC with channels() channels. The result may share memory with the
     /// dataset: treat it as read-only (every transform here returns a new image).
     virtual cv::Mat image(std::size_t i) const = 0;
+    /// Image i, possibly smaller than stored as long as its shorter side stays at least
+    /// `min_side` (the loader asks for what its crop needs). Sources that can decode at a reduced
+    /// scale cheaply (JPEG) override this; the result is still a pure function of (i, min_side).
+    virtual cv::Mat image(std::size_t i, int min_side) const {
+        (void)min_side;
+        return image(i);
+    }
     /// A short name for messages ("fashion-mnist train", the folder path).
     virtual std::string name() const = 0;
     /// Where image i comes from, for error messages: a file path, or "<file> #i".

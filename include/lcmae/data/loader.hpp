@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -62,6 +63,11 @@ struct LoaderConfig {
     /// false: an image whose shorter side is below image_size is an error naming it, instead of
     /// being scaled up (guards against training on thumbnails by accident).
     bool allow_upscale = true;
+    /// Let the dataset decode at a reduced scale when the crop needs fewer pixels (JPEG DCT
+    /// scaling: a 500x375 photo for a 32 px model decodes at 1/4 size, about 4x faster). The
+    /// smallest side asked for is image_size for the simple resized crop and
+    /// image_size / sqrt(scale_lo) for the random resized crop, so crops never lose resolution.
+    bool reduced_decode = true;
     /// Our workers are the parallelism; OpenCV's own thread pool inside each call only adds
     /// contention. true calls cv::setNumThreads(1) (a process-wide OpenCV setting).
     bool single_threaded_opencv = true;
@@ -216,7 +222,7 @@ public:
     }
     /// The 8-bit views of one sample before normalisation (v empty for Single).
     void make_views(std::int64_t index, std::uint64_t epoch, cv::Mat& u, cv::Mat& v) const {
-        const cv::Mat img = ds_->image(static_cast<std::size_t>(index));
+        const cv::Mat img = ds_->image(static_cast<std::size_t>(index), decode_min_side());
         LCMAE_CHECK(!img.empty(), "empty image");
         LCMAE_CHECK(cfg_.allow_upscale || std::min(img.rows, img.cols) >= cfg_.image_size,
                     "image of " << img.cols << "x" << img.rows << " px is smaller than the " << cfg_.image_size
@@ -231,6 +237,13 @@ public:
             u = pair_.u(img, r1);
             v = pair_.v(img, r2);
         }
+    }
+
+    /// The shorter side the crop needs from the source image (0: decode in full).
+    int decode_min_side() const {
+        if (!cfg_.reduced_decode) return 0;
+        if constexpr (Crop::kind == crop::Kind::SimpleResized) return cfg_.image_size;
+        else return static_cast<int>(std::ceil(cfg_.image_size / std::sqrt(std::max(cfg_.view.scale_lo, 1e-3))));
     }
 
 private:
