@@ -10,7 +10,8 @@ namespace lcmae::nn {
 
 /// (1 + grid^2, width) table, row 0 (the CLS slot) zeros. For token n = i*grid + j (row i, col j)
 /// and w_k = 10000^(-k/(width/4)): [0,W/4) sin(j w_k), [W/4,W/2) cos(j w_k), [W/2,3W/4) sin(i w_k),
-/// [3W/4,W) cos(i w_k). The column index comes first. Computed in double, stored as T.
+/// [3W/4,W) cos(i w_k). The column index comes first. Computed in double and rounded to float
+/// (SPEC 1: "stored as float"), also when T is double, so float and double models share one table.
 template <class T>
 std::vector<T> sincos_pos_embed_2d(long width, long grid) {
     LCMAE_CHECK(width > 0 && width % 4 == 0,
@@ -23,10 +24,10 @@ std::vector<T> sincos_pos_embed_2d(long width, long grid) {
             T* row = pe.data() + (1 + i * grid + j) * width;
             for (long k = 0; k < q; ++k) {
                 const double omega = std::pow(10000.0, -double(k) / double(q));
-                row[k] = T(std::sin(double(j) * omega));
-                row[q + k] = T(std::cos(double(j) * omega));
-                row[2 * q + k] = T(std::sin(double(i) * omega));
-                row[3 * q + k] = T(std::cos(double(i) * omega));
+                row[k] = T(float(std::sin(double(j) * omega)));
+                row[q + k] = T(float(std::cos(double(j) * omega)));
+                row[2 * q + k] = T(float(std::sin(double(i) * omega)));
+                row[3 * q + k] = T(float(std::cos(double(i) * omega)));
             }
         }
     return pe;
