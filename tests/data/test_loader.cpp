@@ -253,3 +253,25 @@ TEST_CASE("gray images feed a 3-channel model replicated; normalisation applied;
     CHECK(pinned_bytes == 4u * 3 * 28 * 28 * sizeof(float));
     CHECK(unpinned == pinned);
 }
+
+TEST_CASE("evaluation views: resize + centre crop, no randomness, dataset order, every sample") {
+    auto ds = synthetic(10, 40, 30, 3);
+    LoaderConfig cfg;
+    cfg.batch = 4;
+    cfg.image_size = 24;
+    cfg.views = Views::Eval;
+    cfg.view.eval_resize = 28;
+    cfg.shuffle = false;
+    cfg.drop_last = false;
+    cfg.norm = Normalization::identity();
+    Loader<crop::SimpleResized> loader(ds, cfg);
+    const Epoch a = run_epoch(loader, 0), b = run_epoch(loader, 7);
+    CHECK(a.v1 == b.v1);
+    CHECK(a.v2.empty());
+    CHECK(a.sizes == std::vector<int>{4, 4, 2});
+    CHECK(a.indices == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+    const cv::Mat expect = ResizeCenterCrop{28, 24}(ds->image(3));
+    std::vector<float> chw(3 * 24 * 24);
+    to_chw(expect, 3, cfg.norm, chw.data());
+    CHECK(std::equal(chw.begin(), chw.end(), a.v1.begin() + 3 * static_cast<std::ptrdiff_t>(chw.size())));
+}

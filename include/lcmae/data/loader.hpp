@@ -13,6 +13,18 @@
 //   `prefetch` batches ahead of the one the consumer holds.
 // - A clean stop: start_epoch() and the destructor cancel work in flight between samples and wait
 //   for the workers, so stopping mid-epoch never hangs.
+//
+// Use (one consumer thread):
+//   auto ds = lcmae::data::load_fashion_mnist(true);
+//   lcmae::data::LoaderConfig cfg;
+//   cfg.batch = 128; cfg.image_size = 28; cfg.channels = 1; cfg.norm = Normalization::fashion_mnist();
+//   lcmae::data::Loader<lcmae::crop::SimpleResized> loader(ds, cfg);
+//   for (std::uint64_t epoch = 0; epoch < epochs; ++epoch) {
+//       loader.start_epoch(epoch);
+//       while (const lcmae::data::Batch* b = loader.next()) step(b->view1, b->view2, b->size);
+//   }
+// For evaluation (k-NN, linear probe): cfg.views = Views::Eval, cfg.shuffle = false,
+// cfg.drop_last = false.
 #pragma once
 
 #include <algorithm>
@@ -44,7 +56,8 @@ namespace lcmae::data {
 
 enum class Views {
     Single,  ///< MAE: one view (crop + flip)
-    Pair     ///< LC-MAE: u (crop + flip) and v (crop + flip + jitter + one of three)
+    Pair,    ///< LC-MAE: u (crop + flip) and v (crop + flip + jitter + one of three)
+    Eval     ///< evaluation: resize the shorter side to view.eval_resize, centre crop; no randomness
 };
 
 struct LoaderConfig {
@@ -80,7 +93,7 @@ struct LoaderConfig {
 /// next call of next() or start_epoch() on the loader that returned it.
 struct Batch {
     const float* view1 = nullptr;
-    const float* view2 = nullptr;  ///< nullptr for Views::Single
+    const float* view2 = nullptr;  ///< nullptr for Views::Single and Views::Eval
     const int* labels = nullptr;   ///< -1 for unlabelled data
     const std::int64_t* indices = nullptr;  ///< dataset index of each sample
     int size = 0;
@@ -229,7 +242,10 @@ public:
                                 << " px crop (allow_upscale is off)");
         const auto i = static_cast<std::uint64_t>(index);
         Rng r1(cfg_.seed, stream_id(epoch, i, 0));
-        if (cfg_.views == Views::Single) {
+        if (cfg_.views == Views::Eval) {
+            u = ResizeCenterCrop{cfg_.view.eval_resize > 0 ? cfg_.view.eval_resize : cfg_.image_size, cfg_.image_size}(img);
+            v = cv::Mat();
+        } else if (cfg_.views == Views::Single) {
             u = single_(img, r1);
             v = cv::Mat();
         } else {
@@ -242,6 +258,8 @@ public:
     /// The shorter side the crop needs from the source image (0: decode in full).
     int decode_min_side() const {
         if (!cfg_.reduced_decode) return 0;
+        if (cfg_.views == Views::Eval)
+            return cfg_.view.eval_resize > 0 ? cfg_.view.eval_resize : cfg_.image_size;
         if constexpr (Crop::kind == crop::Kind::SimpleResized) return cfg_.image_size;
         else return static_cast<int>(std::ceil(cfg_.image_size / std::sqrt(std::max(cfg_.view.scale_lo, 1e-3))));
     }

@@ -24,6 +24,7 @@ struct ViewConfig {
     ColorJitter jitter{};
     GaussianBlur blur{};
     int solarize_threshold = 128;
+    int eval_resize = 0;      ///< Views::Eval: shorter side before the centre crop (0 = size; 256 for 224 on ImageNet)
 };
 
 /// The crop transform implementing a crop policy.
