@@ -1,0 +1,145 @@
+// lcmae/train/trainer.hpp - the pre-training loop around an LcmaeModel: micro-batches with
+// gradient accumulation, warm-up + cosine lr per iteration, AdamW, the EMA target with its cosine
+// momentum per optimiser step (SPEC 3-4), checkpoints and exact resume.
+//
+// Everything random in a step (the masks) comes from Rng(seed, stream_id(step, micro-batch)), so
+// the training state is just counters: a resumed run draws exactly what the uninterrupted run
+// would have drawn, and the continued losses and weights are bit-identical on the CPU.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "lcmae/io/checkpoint.hpp"
+#include "lcmae/io/train_state.hpp"
+#include "lcmae/models/lcmae_model.hpp"
+#include "lcmae/optim/adamw.hpp"
+#include "lcmae/optim/ema.hpp"
+#include "lcmae/optim/schedule.hpp"
+
+namespace lcmae::train {
+
+/// Run-time numbers of a pre-training run (SPEC 4 defaults, scaled down by the caller for short runs).
+struct TrainConfig {
+    long batch = 64;                 // per micro-batch
+    int accumulation = 1;            // micro-batches per optimiser step
+    std::int64_t epochs = 1600;
+    double warmup_epochs = 40;
+    double blr = 1.5e-4;             // base lr; lr = blr * effective batch / 256 (or sqrt rule)
+    optim::LrScaling lr_scaling = optim::LrScaling::Linear;
+    double min_lr = 0.0;
+    double weight_decay = 0.05;
+    double max_grad_norm = 0.0;      // 0 = no clipping
+    double ema_base = 0.996;         // EMA momentum cosine from ema_base to 1 (SPEC 3)
+    std::uint64_t seed = 0;
+};
+
+template <class T>
+class Trainer {
+public:
+    Trainer(models::LcmaeModel<T>& model, const TrainConfig& cfg, std::int64_t iters_per_epoch)
+        : model_(model), cfg_(cfg), iters_per_epoch_(iters_per_epoch),
+          adamw_(model.params(), optim::AdamWConfig{0.9, 0.95, 1e-8, cfg.weight_decay, cfg.max_grad_norm}) {
+        LCMAE_CHECK(cfg.accumulation >= 1, "accumulation must be >= 1, got " << cfg.accumulation);
+        LCMAE_CHECK(iters_per_epoch >= 1, "an epoch needs at least one micro-batch, got " << iters_per_epoch);
+        LCMAE_CHECK(cfg.epochs >= 1, "epochs must be >= 1, got " << cfg.epochs);
+        LCMAE_CHECK(cfg.warmup_epochs >= 0 && cfg.warmup_epochs <= double(cfg.epochs),
+                    "warm-up epochs " << cfg.warmup_epochs << " must lie in [0, epochs = " << cfg.epochs << "]");
+        if (model.has_target()) ema_ = std::make_unique<optim::EmaUpdater<T>>(model.target_params(), model.params());
+        lr_max_ = optim::scaled_lr(cfg.blr, cfg.batch * cfg.accumulation, cfg.lr_scaling);
+        model_.params().zero_grad();
+    }
+
+    /// Total optimiser steps of the run (the EMA schedule's n).
+    std::int64_t total_steps() const { return cfg_.epochs * iters_per_epoch_ / cfg_.accumulation; }
+    /// The lr at micro-batch `it` of `epoch` (SPEC 4: per iteration, fractional epoch).
+    double lr_at(std::int64_t epoch, std::int64_t it) const {
+        const double e = optim::fractional_epoch(epoch, it, iters_per_epoch_);
+        return optim::WarmupCosine{lr_max_, cfg_.min_lr, cfg_.warmup_epochs, double(cfg_.epochs)}(e);
+    }
+
+    struct Report {
+        models::StepLosses losses;
+        bool stepped = false;  // an optimiser step happened after this micro-batch
+        double lr = 0, ema_decay = 0;
+    };
+
+    /// One micro-batch at (epoch, it); after every `accumulation` micro-batches, AdamW + EMA.
+    Report micro_batch(const backend::Cpu& ctx, const T* view1, const T* view2, long B) {
+        Report r;
+        Rng rng(cfg_.seed, stream_id(0x4D41534Bull /* "MASK" */, std::uint64_t(micro_)));
+        r.losses = model_.forward_backward(ctx, view1, view2, B, rng, 1.0 / cfg_.accumulation);
+        LCMAE_CHECK(std::isfinite(r.losses.total), "the loss is not finite (" << r.losses.total << ") at micro-batch "
+                                                                             << micro_ << "; stopping before the weights are damaged");
+        r.lr = lr_at(epoch_, it_);
+        ++micro_;
+        ++it_;
+        if (micro_ % cfg_.accumulation == 0) {
+            adamw_.step(r.lr);
+            if (ema_) {
+                r.ema_decay = optim::ema_momentum(step_, std::max<std::int64_t>(1, total_steps()), cfg_.ema_base);
+                ema_->update(r.ema_decay);
+            }
+            ++step_;
+            model_.params().zero_grad();
+            r.stepped = true;
+        }
+        return r;
+    }
+    /// Marks the end of an epoch (the schedule's position moves to the next one).
+    void end_epoch() {
+        ++epoch_;
+        it_ = 0;
+    }
+
+    std::int64_t step() const noexcept { return step_; }
+    std::int64_t epoch() const noexcept { return epoch_; }
+    std::int64_t iteration() const noexcept { return it_; }
+    double lr_max() const noexcept { return lr_max_; }
+
+    /// Writes dir/checkpoint.safetensors (online + target under "target.") and
+    /// dir/train_state.safetensors (AdamW moments, counters). Both writes are atomic.
+    void save(const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {}) {
+        std::filesystem::create_directories(dir);
+        std::vector<io::NamedArena<T>> arenas{{"", model_.params()}};
+        if (model_.has_target()) arenas.push_back({"target.", model_.target_params()});
+        io::save_params(dir / "checkpoint.safetensors", arenas, metadata);
+        io::TrainState st;
+        st.step = step_;
+        st.epoch = epoch_;
+        st.iteration = it_;
+        st.integers["micro"] = micro_;
+        st.integers["seed"] = static_cast<std::int64_t>(cfg_.seed);
+        io::save_train_state<T>(dir / "train_state.safetensors", st, {adamw_.state()});
+    }
+    /// Restores what save() wrote; checks every name, shape and dtype.
+    void load(const std::filesystem::path& dir) {
+        const io::SafetensorsFile f(dir / "checkpoint.safetensors");
+        io::load_params(f, model_.params(), "", model_.has_target() ? io::Strictness::IgnoreUnexpected : io::Strictness::Strict);
+        if (model_.has_target()) io::load_params(f, model_.target_params(), "target.", io::Strictness::IgnoreUnexpected);
+        io::TrainState st;
+        io::load_train_state<T>(dir / "train_state.safetensors", st, {adamw_.state()});
+        LCMAE_CHECK(st.integers.count("seed") && std::uint64_t(st.integers.at("seed")) == cfg_.seed,
+                    "'" << (dir / "train_state.safetensors").string() << "' was written with another seed; resume needs the same seed");
+        step_ = st.step;
+        epoch_ = st.epoch;
+        it_ = st.iteration;
+        micro_ = st.integers.at("micro");
+        model_.params().zero_grad();
+    }
+
+private:
+    models::LcmaeModel<T>& model_;
+    TrainConfig cfg_;
+    std::int64_t iters_per_epoch_;
+    optim::AdamW<T> adamw_;
+    std::unique_ptr<optim::EmaUpdater<T>> ema_;
+    double lr_max_ = 0;
+    std::int64_t step_ = 0, epoch_ = 0, it_ = 0, micro_ = 0;
+};
+
+}  // namespace lcmae::train

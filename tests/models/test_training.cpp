@@ -1,0 +1,230 @@
+// Training-level tests: whole-model gradient checks in double for every policy, exact resume
+// (bit for bit), the overfit test, and the trainer's schedules.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "lcmae/models/lcmae_model.hpp"
+#include "lcmae/train/trainer.hpp"
+#include "support/gradcheck.hpp"
+
+using namespace lcmae;
+using namespace lcmae::models;
+
+namespace {
+backend::Cpu ctx(2);
+
+ModelSpec tiny_spec(GuidanceLoss loss, long max_batch = 4) {
+    ModelSpec s;
+    s.encoder = vit::VitDims{8, 1, 2, 2, 8, 1, 4};  // D 8, 1 block, 2 heads, patch 2, 8 px, gray: 16 tokens
+    s.decoder = DecoderDims{8, 1, 2};
+    s.head_hidden = 12;
+    s.loss = loss;
+    s.max_batch = max_batch;
+    return s;
+}
+
+std::vector<double> images(long n, std::uint64_t seed) { return test::random_vector(n, seed); }
+}  // namespace
+
+TEST_CASE("whole-model gradient check in double for every policy") {
+    struct Variant {
+        const char* name;
+        GuidanceLoss loss;
+        GuidanceType guidance;
+        PoolTokens pool;
+        ViewSchedule views;
+        Baseline baseline;
+    };
+    const Variant variants[] = {
+        {"MAE", GuidanceLoss::None, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Symmetric, Baseline::Mae},
+        {"cosine", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Symmetric, Baseline::Mae},
+        {"infonce", GuidanceLoss::InfoNCE, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Symmetric, Baseline::Mae},
+        {"smoothl1", GuidanceLoss::SmoothL1, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Symmetric, Baseline::Mae},
+        {"cosine cls pooling", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Cls, ViewSchedule::Symmetric, Baseline::Mae},
+        {"cosine token-wise", GuidanceLoss::Cosine, GuidanceType::TokenWise, PoolTokens::Visible, ViewSchedule::Symmetric, Baseline::Mae},
+        {"cosine both", GuidanceLoss::Cosine, GuidanceType::Both, PoolTokens::Visible, ViewSchedule::Symmetric, Baseline::Mae},
+        {"cosine paper views", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Paper, Baseline::Mae},
+        {"LC-SimMIM", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Paper, Baseline::SimMim},
+    };
+    for (const auto& v : variants) {
+        const std::string variant = v.name;
+        CAPTURE(variant);
+        ModelSpec s = tiny_spec(v.loss);
+        s.guidance = v.guidance;
+        s.pool = v.pool;
+        s.views = v.views;
+        s.baseline = v.baseline;
+        s.alpha = 0.7;  // a weight that is not 0.25, so a wrongly scaled guidance gradient shows
+        LcmaeModel<double> model(s, 3);
+        auto& P = model.params();
+        test::randomize(P, 9, 0.4);
+        if (model.has_target()) {
+            model.copy_online_to_target();
+            test::randomize(model.target_params(), 10, 0.4);  // a target that differs from the online model
+            for (const auto& e : model.target_params().entries())
+                if (e.name.find("running_var") != std::string::npos)
+                    for (std::size_t i = 0; i < e.slot.count; ++i) model.target_params().value(e.slot)[i] += 1.0;
+        }
+        const long B = 4, L = 16;
+        auto v1 = images(B * 64, 11), v2 = images(B * 64, 12);
+        Rng r(5, 5);
+        const auto ids = random_shuffle(B, L, r);
+        std::vector<double> w(B * L, 0.0);
+        for (long i = 0; i < B * L; ++i) w[i] = (i % 5 < 3) ? 1.0 : 0.0;
+        auto run = [&] {
+            return s.baseline == Baseline::Mae ? model.forward_backward_mae(ctx, v1.data(), v2.data(), B, ids.data()).total
+                                               : model.forward_backward_simmim(ctx, v1.data(), v2.data(), B, w.data()).total;
+        };
+        P.grads().fill(test::kSentinel);
+        run();
+        std::vector<double> analytic(P.grads().begin(), P.grads().end());
+        for (const auto& e : P.entries()) {
+            if (e.kind != EntryKind::Parameter) continue;
+            // every element for the default (cosine) model; for the other variants every element
+            // of small tensors and an evenly spread sample of 24 of larger ones (the cost of the
+            // numeric side is 4 whole-model passes per element)
+            const bool all = std::string(v.name) == "cosine";
+            const std::size_t stride = all || e.slot.count <= 24 ? 1 : e.slot.count / 24;
+            std::vector<double> a, n;
+            for (std::size_t i = 0; i < e.slot.count; i += stride) {
+                a.push_back(analytic[e.slot.offset + i] - test::kSentinel);
+                n.push_back(0.0);
+                double& x = P.value(e.slot)[i];
+                // five-point stencil (truncation error O(h^4)): the BatchNorm heads on a batch of
+                // 4 are strongly curved, and the plain central difference's O(h^2) error alone
+                // reaches ~1e-6 there
+                const double saved = x, h = 1e-5;
+                auto at = [&](double d) { x = saved + d; return run(); };
+                n.back() = (8.0 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12.0 * h);
+                x = saved;
+            }
+            const double err = test::rel_error(a, n);
+            INFO(e.name << " relative error " << err);
+            CHECK(err <= 1e-6);
+        }
+    }
+}
+
+namespace {
+// Deterministic synthetic views for micro-batch m.
+void make_views(long m, long B, std::vector<float>& v1, std::vector<float>& v2) {
+    Rng r(77, std::uint64_t(m));
+    v1.resize(B * 64);
+    v2.resize(B * 64);
+    for (auto& x : v1) x = float(r.normal());
+    for (auto& x : v2) x = float(r.normal());
+}
+
+struct RunResult {
+    std::vector<double> losses;
+    std::vector<float> online, target;
+};
+
+RunResult train_steps(long first, long count, const std::filesystem::path* load_from, const std::filesystem::path* save_to) {
+    ModelSpec s = tiny_spec(GuidanceLoss::Cosine);
+    LcmaeModel<float> model(s, 1);
+    train::TrainConfig cfg;
+    cfg.batch = 4;
+    cfg.accumulation = 2;
+    cfg.epochs = 2;
+    cfg.warmup_epochs = 1;
+    cfg.blr = 1e-2;
+    cfg.max_grad_norm = 1.0;
+    cfg.seed = 42;
+    train::Trainer<float> trainer(model, cfg, 6);  // 6 micro-batches per epoch, 3 steps per epoch
+    if (load_from) trainer.load(*load_from);
+    RunResult out;
+    std::vector<float> v1, v2;
+    for (long m = first; m < first + count; ++m) {
+        make_views(m, 4, v1, v2);
+        out.losses.push_back(trainer.micro_batch(ctx, v1.data(), v2.data(), 4).losses.total);
+        if (trainer.iteration() == 6) trainer.end_epoch();
+    }
+    if (save_to) trainer.save(*save_to);
+    out.online.assign(model.params().values().begin(), model.params().values().end());
+    out.target.assign(model.target_params().values().begin(), model.target_params().values().end());
+    return out;
+}
+}  // namespace
+
+TEST_CASE("resume is exact: k steps, save, load in a fresh model, k more == 2k uninterrupted, bit for bit") {
+    const auto dir = std::filesystem::temp_directory_path() / "lcmae_resume_test";
+    std::filesystem::remove_all(dir);
+    const RunResult full = train_steps(0, 10, nullptr, nullptr);   // 10 micro-batches = 5 steps, crosses an epoch
+    const RunResult first = train_steps(0, 4, nullptr, &dir);       // 2 steps, then save
+    const RunResult second = train_steps(4, 6, &dir, nullptr);      // load, 3 more steps
+    for (int i = 0; i < 4; ++i) CHECK(first.losses[i] == full.losses[i]);
+    for (int i = 0; i < 6; ++i) CHECK(second.losses[i] == full.losses[4 + i]);
+    REQUIRE(second.online.size() == full.online.size());
+    CHECK(std::memcmp(second.online.data(), full.online.data(), sizeof(float) * full.online.size()) == 0);
+    CHECK(std::memcmp(second.target.data(), full.target.data(), sizeof(float) * full.target.size()) == 0);
+    // and the run did change the weights (the comparison is not between two untouched models)
+    CHECK(std::memcmp(first.online.data(), full.online.data(), sizeof(float) * full.online.size()) != 0);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("overfit: the tiny model drives its MIM loss on one fixed batch down by at least 90%") {
+    ModelSpec s = tiny_spec(GuidanceLoss::None, 8);
+    s.encoder = vit::VitDims{32, 2, 2, 2, 8, 1, 4};
+    s.decoder = DecoderDims{32, 1, 2};
+    LcmaeModel<float> model(s, 2);
+    optim::AdamW<float> adamw(model.params(), optim::AdamWConfig{0.9, 0.95, 1e-8, 0.0, 0.0});
+    std::vector<float> v1, v2;
+    make_views(0, 8, v1, v2);
+    Rng r(3, 3);
+    const auto ids = random_shuffle(8, 16, r);
+    double first = 0, last = 0;
+    for (int step = 0; step < 400; ++step) {
+        model.params().zero_grad();
+        last = model.forward_backward_mae(ctx, v1.data(), v2.data(), 8, ids.data()).mim;
+        if (step == 0) first = last;
+        adamw.step(2e-3);
+    }
+    MESSAGE("overfit: MIM loss " << first << " -> " << last);
+    CHECK(last <= 0.1 * first);
+}
+
+TEST_CASE("trainer: lr warm-up then cosine per iteration; EMA momentum from the base to 1; bad config") {
+    ModelSpec s = tiny_spec(GuidanceLoss::Cosine);
+    LcmaeModel<float> model(s, 1);
+    train::TrainConfig cfg;
+    cfg.batch = 4;
+    cfg.epochs = 10;
+    cfg.warmup_epochs = 2;
+    cfg.blr = 1.5e-4;
+    train::Trainer<float> t(model, cfg, 5);
+    CHECK(t.lr_max() == doctest::Approx(1.5e-4 * 4 / 256));
+    CHECK(t.lr_at(0, 0) == 0.0);
+    CHECK(t.lr_at(1, 0) == doctest::Approx(t.lr_max() / 2));
+    CHECK(t.lr_at(2, 0) == doctest::Approx(t.lr_max()));
+    CHECK(t.lr_at(6, 0) == doctest::Approx(t.lr_max() / 2));
+    CHECK(t.total_steps() == 50);
+    cfg.warmup_epochs = 11;
+    CHECK_THROWS_AS(train::Trainer<float>(model, cfg, 5), lcmae::Error);
+    cfg.warmup_epochs = 1;
+    cfg.accumulation = 0;
+    CHECK_THROWS_AS(train::Trainer<float>(model, cfg, 5), lcmae::Error);
+}
+
+TEST_CASE("model-level bad input: Symmetric views with mask ratio below 0.5, batch above plan, non-permutation") {
+    ModelSpec s = tiny_spec(GuidanceLoss::Cosine);
+    s.mask_ratio = 0.4;
+    try {
+        LcmaeModel<float> m(s);
+        FAIL("expected an error");
+    } catch (const lcmae::Error& e) {
+        CHECK(std::string(e.what()).find("mask ratio >= 0.5") != std::string::npos);
+    }
+    s.mask_ratio = 0.75;
+    LcmaeModel<float> m(s);
+    std::vector<float> v(5 * 64, 0.f);
+    std::vector<std::int64_t> ids(5 * 16);
+    for (long i = 0; i < 5 * 16; ++i) ids[i] = i % 16;
+    CHECK_THROWS_AS(m.forward_backward_mae(ctx, v.data(), v.data(), 5, ids.data()), lcmae::Error);
+    ids[3] = 0;  // row 0 is no longer a permutation
+    CHECK_THROWS_AS(m.forward_backward_mae(ctx, v.data(), v.data(), 4, ids.data()), lcmae::Error);
+    CHECK_THROWS_AS(m.forward_backward_mae(ctx, v.data(), nullptr, 4, ids.data()), lcmae::Error);
+}
