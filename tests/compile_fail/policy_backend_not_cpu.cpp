@@ -1,0 +1,13 @@
+// Must not compile: a Backend other than backend::Cpu (the CUDA backend does not exist yet).
+#include <lcmae/lcmae.hpp>
+
+using namespace lcmae;
+struct Cuda {};  // a stand-in for a future backend::Cuda
+#ifdef LCMAE_COMPILE_FAIL
+using Model = LCMAE<vit::Base16, loss::Cosine, crop::SimpleResized, Cuda>;
+#else
+using Model = LCMAE<vit::Base16, loss::Cosine, crop::SimpleResized, backend::Cpu>;
+#endif
+constexpr long n_tokens = Model::spec().encoder.tokens();  // a member access instantiates the class (an alias does not)
+
+int main() { return n_tokens == 196 ? 0 : 1; }
