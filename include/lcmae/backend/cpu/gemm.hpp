@@ -1,6 +1,9 @@
 // lcmae/backend/cpu/gemm.hpp - GEMM through Eigen maps on our own buffers (contract in ops.hpp).
 #pragma once
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdint>
 
 #include "lcmae/backend/cpu.hpp"
@@ -8,6 +11,9 @@
 #include "lcmae/core/error.hpp"
 
 namespace lcmae::ops {
+
+/// GEMMs below this many multiply-adds run in one Eigen call (its own threading decides).
+inline constexpr long kGemmSplitMin = 1L << 21;
 
 namespace detail {
 // C = alpha op(A) op(B) + beta C, single call into Eigen's GEMM kernel (which threads internally
@@ -25,11 +31,36 @@ inline void gemm_eigen(long M, long N, T alpha, const MA& a, const MB& b, T beta
 }  // namespace detail
 
 template <class T>
-inline void gemm(const backend::Cpu&, bool ta, bool tb, long M, long N, long K, T alpha, const T* A,
+inline void gemm(const backend::Cpu& ctx, bool ta, bool tb, long M, long N, long K, T alpha, const T* A,
                  long lda, const T* B, long ldb, T beta, T* C, long ldc) {
     LCMAE_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm sizes must be non-negative, got M " << M << " N " << N << " K " << K);
     if (M == 0 || N == 0) return;
     using backend::cpu::map_rm;
+    // Threading: instead of Eigen's own parallel GEMM (which synchronises its threads with spin
+    // loops once per k-block, and burns whole time slices when a core is shared with other
+    // processes), split C into panels along its longer side and hand them out dynamically; each
+    // panel is one single-threaded Eigen GEMM (Eigen does not thread inside a parallel region).
+    // One OpenMP barrier per call, and a descheduled thread's panels are taken by the other.
+    // Each C element is still computed by exactly one panel with the full K sum.
+    const int nt = ctx.threads();
+    if (nt > 1 && !omp_in_parallel() && double(M) * N * K >= double(kGemmSplitMin)) {
+        const bool split_m = M >= N;
+        const long len = split_m ? M : N;
+        long panels = std::min<long>(4L * nt, (len + 63) / 64);  // >= 64 rows/cols per panel
+        if (panels > 1) {
+            const long step = ((len + panels - 1) / panels + 15) / 16 * 16;
+            panels = (len + step - 1) / step;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+            for (long p = 0; p < panels; ++p) {
+                const long o = p * step, n = std::min(step, len - o);
+                if (split_m)  // rows o.. of op(A) and C
+                    gemm(ctx, ta, tb, n, N, K, alpha, ta ? A + o : A + o * lda, lda, B, ldb, beta, C + o * ldc, ldc);
+                else  // columns o.. of op(B) and C
+                    gemm(ctx, ta, tb, M, n, K, alpha, A, lda, tb ? B + o * ldb : B + o, ldb, beta, C + o, ldc);
+            }
+            return;
+        }
+    }
     if (K == 0) {  // op(A) op(B) is all zeros
         auto c = map_rm(C, M, N, ldc);
         if (beta == T(0)) c.setZero(); else c *= beta;
