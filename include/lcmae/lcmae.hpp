@@ -46,6 +46,7 @@
 #include "lcmae/policies/tokens.hpp"
 #include "lcmae/policies/views.hpp"
 #include "lcmae/recipe.hpp"
+#include "lcmae/train/trainer.hpp"
 #include "lcmae/vit/config.hpp"
 
 namespace lcmae {
