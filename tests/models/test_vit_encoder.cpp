@@ -204,3 +204,25 @@ TEST_CASE("bad input ends in lcmae::Error, never memory corruption") {
         CHECK(std::string(e.what()).find("batch 3") != std::string::npos);
     }
 }
+
+TEST_CASE("forward_only encoder: same output as the training encoder, far less memory, no backward") {
+    const vit::VitDims d{16, 4, 2, 2, 8, 2, 4};
+    ParamArena<float> P, Q;
+    models::VitEncoder<float> train_enc(P, d, {.max_batch = 3});
+    models::VitEncoder<float> fwd_enc(Q, d, {.max_batch = 3, .forward_only = true});
+    P.allocate();
+    Q.allocate();
+    train_enc.init(P, 9);
+    fwd_enc.init(Q, 9);
+    REQUIRE(std::equal(P.values().begin(), P.values().end(), Q.values().begin()));
+    std::vector<float> images(3 * 2 * 64);
+    for (std::size_t i = 0; i < images.size(); ++i) images[i] = std::cos(0.37f * float(i));
+    const long n = 3 * (1 + d.tokens()) * d.dim;
+    const float* a = train_enc.forward(ctx, P, images.data(), 3, nullptr, 0);
+    std::vector<float> ref(a, a + n);
+    const float* b = fwd_enc.forward(ctx, Q, images.data(), 3, nullptr, 0);
+    for (long i = 0; i < n; ++i) REQUIRE(b[i] == ref[i]);
+    CHECK(fwd_enc.activations().bytes() * 2 < train_enc.activations().bytes());
+    std::vector<float> g(n, 1.f);
+    CHECK_THROWS_AS(fwd_enc.backward(ctx, Q, g.data()), lcmae::Error);
+}

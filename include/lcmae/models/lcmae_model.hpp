@@ -52,7 +52,7 @@ public:
             head_ = nn::MlpHead<T>(P_, A_, "head", {D, spec.head_hidden, D, spec.projector_depth, rows, calls});
             predictor_ = nn::MlpHead<T>(P_, A_, "predictor", {D, spec.head_hidden, D, spec.predictor_depth, rows, calls});
             // ---- target: encoder + projector, same names, its own arena
-            target_encoder_ = std::make_unique<VitEncoder<T>>(Pt_, e, EncoderOptions{.max_batch = views_ * B});
+            target_encoder_ = std::make_unique<VitEncoder<T>>(Pt_, e, EncoderOptions{.max_batch = views_ * B, .forward_only = true});
             target_head_ = nn::MlpHead<T>(Pt_, A_, "head", {D, spec.head_hidden, D, spec.projector_depth, rows, 1});
         }
         // ---- model-level buffers

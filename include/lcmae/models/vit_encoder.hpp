@@ -25,6 +25,8 @@ struct EncoderOptions {
     long max_batch = 1;       // largest batch a forward will see
     long max_keep = 0;        // largest number of kept tokens (0 = all tokens)
     bool mask_token = false;  // SimMIM: a learned mask_token mixed in at masked positions
+    bool forward_only = false;  // no backward (the EMA target): all blocks share one set of
+                                // activation buffers, about depth times less memory
     std::string prefix;       // name prefix (empty: timm's names)
 };
 
@@ -46,17 +48,32 @@ public:
         patch_embed_ = nn::PatchEmbed<T>(P, p + "patch_embed", geom_, d.dim);
         if (opt_.mask_token) mask_token_ = P.add(p + "mask_token", Shape{1, 1, d.dim});
         const nn::BlockPlan bp{d.dim, d.heads, d.mlp_hidden(), opt_.max_batch, 1 + opt_.max_keep};
-        for (long i = 0; i < d.depth; ++i) blocks_.emplace_back(P, A_, p + "blocks." + std::to_string(i), bp);
-        norm_ = nn::LayerNorm<T>(P, p + "norm", d.dim);
-        scratch_.plan(A_, bp);
         const long rows = bp.max_rows();
+        if (opt_.forward_only) {
+            // ping-pong outputs: block i reads block i-1's output while writing the other buffer
+            Slot outs[2];
+            for (long i = 0; i < d.depth; ++i) {
+                if (i == 0) {
+                    blocks_.emplace_back(P, A_, p + "blocks.0", bp);
+                    outs[0] = blocks_[0].out;
+                    outs[1] = A_.reserve(rows * d.dim);
+                } else {
+                    blocks_.emplace_back(P, p + "blocks." + std::to_string(i), bp);
+                    blocks_.back().share_activations(blocks_[0], outs[i % 2]);
+                }
+            }
+        } else {
+            for (long i = 0; i < d.depth; ++i) blocks_.emplace_back(P, A_, p + "blocks." + std::to_string(i), bp);
+            scratch_.plan(A_, bp);
+        }
+        norm_ = nn::LayerNorm<T>(P, p + "norm", d.dim);
         patches_ = A_.reserve(opt_.max_batch * opt_.max_keep * geom_.patch_dim());
         emb_ = A_.reserve(opt_.max_batch * opt_.max_keep * d.dim);
         x0_ = A_.reserve(rows * d.dim);
         out_ = A_.reserve(rows * d.dim);
         mean_ = A_.reserve(rows);
         rstd_ = A_.reserve(rows);
-        dx_ = A_.reserve(rows * d.dim);
+        if (!opt_.forward_only) dx_ = A_.reserve(rows * d.dim);
         A_.allocate();
         pos_ = nn::sincos_pos_embed_2d<T>(d.dim, d.grid());
         // capacity up front, so forward never allocates
@@ -110,6 +127,7 @@ public:
 
     /// d_out (B, 1 + K, D) for the last forward; accumulates every parameter gradient.
     void backward(const backend::Cpu& ctx, ParamArena<T>& P, const T* d_out) {
+        LCMAE_CHECK(!opt_.forward_only, "this encoder was built forward_only (no saved activations); it has no backward");
         LCMAE_CHECK(B_ > 0, "encoder backward called before forward");
         const long B = B_, N = 1 + K_, D = dims_.dim, rows = B * N;
         T* dx = A_.at(dx_);
@@ -143,8 +161,13 @@ public:
     const std::vector<T>& pos_embed() const noexcept { return pos_; }
     const std::vector<nn::Block<T>>& blocks() const noexcept { return blocks_; }
     ActivationArena<T>& activations() noexcept { return A_; }
-    /// Attention probabilities (B, H, N, N) of block i from the last forward.
-    const T* attention_probs(long i) { return A_.at(blocks_.at(static_cast<std::size_t>(i)).probs); }
+    /// Attention probabilities (B, H, N, N) of block i from the last forward (a forward_only
+    /// encoder keeps only the last block's).
+    const T* attention_probs(long i) {
+        LCMAE_CHECK(!opt_.forward_only || i + 1 == long(blocks_.size()),
+                    "a forward_only encoder keeps the attention of its last block only, not of block " << i);
+        return A_.at(blocks_.at(static_cast<std::size_t>(i)).probs);
+    }
     long last_batch() const noexcept { return B_; }
     long last_kept() const noexcept { return K_; }
 

@@ -59,6 +59,22 @@ struct Block {
         h_pre = A.reserve(r * p.mlp_hidden); h = A.reserve(r * p.mlp_hidden);
         out = A.reserve(r * d);
     }
+    /// Parameters only: the activations are assigned later with share_activations() (a
+    /// forward-only stack lets all its blocks reuse one set of buffers).
+    Block(ParamArena<T>& P, const std::string& prefix, const BlockPlan& p) : plan(p) {
+        norm1 = LayerNorm<T>(P, prefix + ".norm1", p.dim);
+        attn = Attention<T>(P, prefix + ".attn", p.dim, p.heads);
+        norm2 = LayerNorm<T>(P, prefix + ".norm2", p.dim);
+        mlp = Mlp<T>(P, prefix + ".mlp", p.dim, p.mlp_hidden);
+    }
+    /// Uses `other`'s activation slots (same plan) and writes its output to `output`. Valid only
+    /// when no backward will run: the saved activations are overwritten by the next block.
+    void share_activations(const Block& other, Slot output) {
+        ln1 = other.ln1; mean1 = other.mean1; rstd1 = other.rstd1; qkv = other.qkv; probs = other.probs;
+        att = other.att; x1 = other.x1; ln2 = other.ln2; mean2 = other.mean2; rstd2 = other.rstd2;
+        h_pre = other.h_pre; h = other.h;
+        out = output;
+    }
     void init(ParamArena<T>& P, std::uint64_t seed) const {
         norm1.init(P, seed); attn.init(P, seed); norm2.init(P, seed); mlp.init(P, seed);
     }
