@@ -7,7 +7,9 @@
 //                  [--loss cosine|infonce|smoothl1|none] [--mask-ratio R] [--alpha A]
 //                  [--blr LR] [--warmup EPOCHS] [--out DIR] [--resume DIR] [--save-every N] [--seed S]
 // Defaults are sized for a few minutes on 2 cores: 1 epoch schedule, 0.02 warm-up epochs, blr 1.5e-3.
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -23,6 +25,11 @@
 using namespace lcmae;
 
 namespace {
+// Ctrl-C / SIGTERM ask for a clean stop: the current micro-batch finishes, then the checkpoint and
+// training state are written (atomically) and the program exits, so an interrupted run resumes.
+std::atomic<bool> g_stop{false};
+extern "C" void request_stop(int) { g_stop.store(true); }
+
 struct Args {
     std::string data = "fashion-mnist", out = "runs/fashion-mnist", resume, loss = "cosine";
     double minutes = 3.0, mask_ratio = 0.75, alpha = 0.25, blr = 1.5e-3, warmup = 0.02;
@@ -131,6 +138,8 @@ int main(int argc, char** argv) try {
                     (long long)trainer.step(), (long long)trainer.epoch(), (long long)trainer.iteration());
     }
     const std::map<std::string, std::string> meta{{"dataset", a.data}, {"loss", a.loss}};
+    std::signal(SIGINT, request_stop);
+    std::signal(SIGTERM, request_stop);
     const auto t0 = std::chrono::steady_clock::now();
     auto last = t0;
     long images_since = 0;
@@ -156,7 +165,11 @@ int main(int argc, char** argv) try {
                 last = now; images_since = 0; loss_sum = mim_sum = gg_sum = 0; n_sum = 0;
             }
             if (r.stepped && a.save_every > 0 && trainer.step() % a.save_every == 0) trainer.save(a.out, meta);
-            if (elapsed >= a.minutes * 60) { done = true; break; }
+            if (elapsed >= a.minutes * 60 || g_stop.load()) {
+                if (g_stop.load()) std::printf("stop requested: saving and exiting\n");
+                done = true;
+                break;
+            }
         }
         if (!done) trainer.end_epoch();
     }

@@ -10,13 +10,20 @@
 
 namespace lcmae::ops {
 
+namespace detail {
+/// Every one of the n token ids must lie in [0, Nsrc): a bad id is an Error, never a wild read.
+inline void check_token_ids(long n, long Nsrc, const std::int64_t* idx) {
+    for (long i = 0; i < n; ++i)
+        LCMAE_CHECK(idx[i] >= 0 && idx[i] < Nsrc, "token index " << idx[i] << " at position " << i
+                                                                   << " is outside [0, " << Nsrc << ")");
+}
+}  // namespace detail
+
 /// dst[b, k, :] = src[b, idx[b, k], :]; idx values must lie in [0, Nsrc) (checked).
 template <class T>
 inline void gather_rows(const backend::Cpu& ctx, long B, long Nsrc, long K, long D, const T* src,
                         const std::int64_t* idx, T* dst) {
-    for (long i = 0; i < B * K; ++i)
-        LCMAE_CHECK(idx[i] >= 0 && idx[i] < Nsrc, "token index " << idx[i] << " at position " << i
-                                                                   << " is outside [0, " << Nsrc << ")");
+    detail::check_token_ids(B * K, Nsrc, idx);
 #pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (B * K * D > kParallelMin)
     for (long i = 0; i < B * K; ++i) {
         const long b = i / K;
@@ -29,9 +36,7 @@ inline void gather_rows(const backend::Cpu& ctx, long B, long Nsrc, long K, long
 template <class T>
 inline void scatter_rows_add(const backend::Cpu& ctx, long B, long Nsrc, long K, long D, const T* src,
                              const std::int64_t* idx, T* dst) {
-    for (long i = 0; i < B * K; ++i)
-        LCMAE_CHECK(idx[i] >= 0 && idx[i] < Nsrc, "token index " << idx[i] << " at position " << i
-                                                                   << " is outside [0, " << Nsrc << ")");
+    detail::check_token_ids(B * K, Nsrc, idx);
 #pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (B * K * D > kParallelMin)
     for (long b = 0; b < B; ++b)
         for (long k = 0; k < K; ++k) {
