@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "lcmae/models/losses.hpp"
@@ -75,6 +76,8 @@ public:
         dq_ = A_.reserve(feat);
         A_.allocate();
         keep_.resize(static_cast<std::size_t>(views_ * B * K_));
+        ids_.resize(static_cast<std::size_t>(B * L));  // masks drawn per step, without allocating
+        noise_.resize(static_cast<std::size_t>(L));
         P_.allocate();
         encoder_->init(P_, seed);
         if (decoder_) decoder_->init(P_, seed);
@@ -107,8 +110,8 @@ public:
             std::vector<T> mt(m.begin(), m.end());
             return forward_backward_simmim(ctx, view1, view2, B, mt.data(), loss_scale);
         }
-        const auto ids = random_shuffle(B, L, rng);
-        return forward_backward_mae(ctx, view1, view2, B, ids.data(), loss_scale);
+        random_shuffle_into(B, L, rng, ids_.data(), noise_.data());
+        return forward_backward_mae(ctx, view1, view2, B, ids_.data(), loss_scale);
     }
 
     /// MAE / LC-MAE with an injected ids_shuffle (B, L) (tests pass a fixed permutation).
@@ -254,9 +257,9 @@ private:
         const T* tlat = target_encoder_->forward(ctx, Pt_, timgs, TV * B, nullptr, 0);
         // pairs (online view v, target view u, weight)
         struct Pair { long v, u; double w; };
-        std::vector<Pair> pairs;
-        if (V == 2) pairs = {{0, 1, 0.5}, {1, 0, 0.5}};
-        else pairs = {{0, 0, 1.0}};
+        static constexpr Pair kSymmetric[2] = {{0, 1, 0.5}, {1, 0, 0.5}};
+        static constexpr Pair kPaper[1] = {{0, 0, 1.0}};
+        const std::span<const Pair> pairs = V == 2 ? std::span<const Pair>(kSymmetric) : std::span<const Pair>(kPaper);
         double gg = 0;
         T* d_latent = A_.at(d_latent_);
         const double scale = spec_.alpha * loss_scale;
@@ -270,7 +273,7 @@ private:
             T* tfeat = A_.at(tfeat_);
             T* tbuf = A_.at(t_);
             T* dq = A_.at(dq_);
-            std::vector<const T*> q(static_cast<std::size_t>(V));
+            const T* q[2] = {nullptr, nullptr};
             for (long v = 0; v < V; ++v) {
                 T* f = feat + v * R * D;
                 const T* lat = latent + v * B * N_on * D;
@@ -372,7 +375,8 @@ private:
     nn::Linear<T> simmim_decoder_;
     nn::MlpHead<T> head_, predictor_, target_head_;
     Slot images_, d_lat1_, mask_, target_patches_, d_pred_, d_latent_, rows_, pred_, d_rows_, feat_, d_feat_, tfeat_, t_, dq_;
-    std::vector<std::int64_t> keep_;
+    std::vector<std::int64_t> keep_, ids_;
+    std::vector<double> noise_;
 };
 
 }  // namespace lcmae::models

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "lcmae/core/error.hpp"
@@ -23,15 +24,20 @@ inline long len_keep(long L, double ratio) {
 
 /// ids_shuffle (B, L): per sample the argsort of uniform noise (small = keep). Ties are broken by
 /// index (stable), so the result is a permutation for any noise.
-inline std::vector<std::int64_t> random_shuffle(long B, long L, Rng& rng) {
-    std::vector<std::int64_t> ids(static_cast<std::size_t>(B * L));
-    std::vector<double> noise(static_cast<std::size_t>(L));
+/// Writes into `ids` (B * L values) using `noise` (L values) as scratch; allocates nothing.
+inline void random_shuffle_into(long B, long L, Rng& rng, std::int64_t* ids, double* noise_buf) {
+    std::span<double> noise(noise_buf, static_cast<std::size_t>(L));
     for (long b = 0; b < B; ++b) {
         for (auto& v : noise) v = rng.uniform_double();
-        auto* row = ids.data() + b * L;
+        auto* row = ids + b * L;
         std::iota(row, row + L, std::int64_t{0});
         std::stable_sort(row, row + L, [&](std::int64_t a, std::int64_t c) { return noise[a] < noise[c]; });
     }
+}
+inline std::vector<std::int64_t> random_shuffle(long B, long L, Rng& rng) {
+    std::vector<std::int64_t> ids(static_cast<std::size_t>(B * L));
+    std::vector<double> noise(static_cast<std::size_t>(L));
+    random_shuffle_into(B, L, rng, ids.data(), noise.data());
     return ids;
 }
 
