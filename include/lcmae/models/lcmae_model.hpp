@@ -241,7 +241,8 @@ private:
     }
 
     // Guidance loss L_GG; adds alpha * dL_GG/dlatent (times loss_scale) into d_latent.
-    double guidance(const backend::Cpu& ctx, const T* latent, const T* view1, const T* view2, long B, double loss_scale) {
+    double guidance(const backend::Cpu& ctx, const T* latent, const T* /*view1: already in images_*/, const T* view2, long B,
+                    double loss_scale) {
         const auto& e = spec_.encoder;
         const long L = e.tokens(), D = e.dim, V = views_;
         const long N_on = simmim_ ? 1 + L : 1 + K_;
