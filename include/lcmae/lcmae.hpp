@@ -55,6 +55,7 @@ namespace lcmae {
 struct RunConfig {
     double mask_ratio = 0.75;         // MAE random masking (Symmetric views need >= 0.5)
     double simmim_mask_ratio = 0.6;   // SimMIM block masking (baseline::SimMim only)
+    double target_mask_ratio = 0.0;   // Table 5c: the target sees every token (0) or a random subset
     double alpha = 0.25;              // L = L_MIM + alpha L_GG (forced to 0 with loss::None); Table B
     double temperature = 0.2;         // loss::InfoNCE
     double smooth_l1_beta = 1.0;      // loss::SmoothL1
@@ -133,6 +134,7 @@ public:
         s.baseline = baseline::kind;
         s.mask_ratio = rc.mask_ratio;
         s.simmim_mask_ratio = rc.simmim_mask_ratio;
+        s.target_mask_ratio = rc.target_mask_ratio;
         s.alpha = guided_enabled ? rc.alpha : 0.0;
         s.temperature = rc.temperature;
         s.smooth_l1_beta = rc.smooth_l1_beta;

@@ -37,6 +37,7 @@ public:
         simmim_ = spec.baseline == Baseline::SimMim;
         views_ = spec.symmetric() && spec.guided_enabled() ? 2 : 1;
         K_ = simmim_ ? L : len_keep(L, spec.mask_ratio);
+        Kt_ = L;
         if (views_ == 2)
             LCMAE_CHECK(2 * K_ <= L, "the Symmetric view schedule needs disjoint keep sets, so a mask ratio >= 0.5; got "
                                          << spec.mask_ratio << " (keeps " << K_ << " of " << L << " tokens per view)");
@@ -53,7 +54,9 @@ public:
             head_ = nn::MlpHead<T>(P_, A_, "head", {D, spec.head_hidden, D, spec.projector_depth, rows, calls});
             predictor_ = nn::MlpHead<T>(P_, A_, "predictor", {D, spec.head_hidden, D, spec.predictor_depth, rows, calls});
             // ---- target: encoder + projector, same names, its own arena
-            target_encoder_ = std::make_unique<VitEncoder<T>>(Pt_, e, EncoderOptions{.max_batch = views_ * B, .forward_only = true});
+            Kt_ = spec.target_mask_ratio > 0 ? len_keep(L, spec.target_mask_ratio) : L;
+            target_encoder_ = std::make_unique<VitEncoder<T>>(
+                Pt_, e, EncoderOptions{.max_batch = views_ * B, .max_keep = Kt_, .forward_only = true});
             target_head_ = nn::MlpHead<T>(Pt_, A_, "head", {D, spec.head_hidden, D, spec.projector_depth, rows, 1});
         }
         // ---- model-level buffers
@@ -78,6 +81,10 @@ public:
         keep_.resize(static_cast<std::size_t>(views_ * B * K_));
         ids_.resize(static_cast<std::size_t>(B * L));  // masks drawn per step, without allocating
         noise_.resize(static_cast<std::size_t>(L));
+        if (Kt_ < L) {
+            target_ids_.resize(static_cast<std::size_t>(views_ * B * L));
+            target_keep_.resize(static_cast<std::size_t>(views_ * B * Kt_));
+        }
         P_.allocate();
         encoder_->init(P_, seed);
         if (decoder_) decoder_->init(P_, seed);
@@ -111,14 +118,26 @@ public:
             return forward_backward_simmim(ctx, view1, view2, B, mt.data(), loss_scale);
         }
         random_shuffle_into(B, L, rng, ids_.data(), noise_.data());
-        return forward_backward_mae(ctx, view1, view2, B, ids_.data(), loss_scale);
+        if (Kt_ < L) random_shuffle_into(views_ * B, L, rng, target_ids_.data(), noise_.data());
+        return forward_backward_mae(ctx, view1, view2, B, ids_.data(), loss_scale, Kt_ < L ? target_ids_.data() : nullptr);
     }
 
-    /// MAE / LC-MAE with an injected ids_shuffle (B, L) (tests pass a fixed permutation).
+    /// MAE / LC-MAE with an injected ids_shuffle (B, L) (tests pass a fixed permutation). With a
+    /// target mask ratio > 0 (Table 5c), target_ids_shuffle (V*B, L) says which tokens each target
+    /// view keeps (the first int(L (1 - ratio)) of each row); V = 2 for the Symmetric schedule.
     StepLosses forward_backward_mae(const backend::Cpu& ctx, const T* view1, const T* view2, long B,
-                                    const std::int64_t* ids_shuffle, double loss_scale = 1.0) {
+                                    const std::int64_t* ids_shuffle, double loss_scale = 1.0,
+                                    const std::int64_t* target_ids_shuffle = nullptr) {
         LCMAE_CHECK(!simmim_, "this model is LC-SimMIM: call forward_backward_simmim");
         check_batch(B, view1, view2);
+        if (spec_.guided_enabled() && Kt_ < spec_.encoder.tokens()) {
+            LCMAE_CHECK(target_ids_shuffle != nullptr, "target mask ratio " << spec_.target_mask_ratio
+                                                                             << " needs target_ids_shuffle");
+            const long L = spec_.encoder.tokens(), TB = views_ * B;
+            check_shuffle(target_ids_shuffle, TB, L);
+            for (long b = 0; b < TB; ++b)
+                for (long k = 0; k < Kt_; ++k) target_keep_[b * Kt_ + k] = target_ids_shuffle[b * L + k];
+        }
         const auto& e = spec_.encoder;
         const long L = e.tokens(), D = e.dim, K = K_, V = views_, img = e.channels * e.image * e.image;
         check_shuffle(ids_shuffle, B, L);
@@ -217,8 +236,16 @@ private:
             LCMAE_CHECK(s.head_hidden >= 1, "head hidden width must be >= 1, got " << s.head_hidden);
             LCMAE_CHECK(s.guided == GuidedTokens::Visible,
                         "guided tokens 'visible + mask' (Table 5e) is not implemented yet; use GuidedTokens::Visible");
-            if (s.guidance != GuidanceType::Global)
+            if (s.guidance != GuidanceType::Global) {
                 LCMAE_CHECK(s.pool == PoolTokens::Visible, "token-wise guidance regresses visible tokens; pooling must be Visible");
+                LCMAE_CHECK(s.target_mask_ratio == 0.0, "token-wise guidance needs the target token at every online "
+                                                        "position, so the target mask ratio must be 0, got "
+                                                            << s.target_mask_ratio);
+            }
+            LCMAE_CHECK(s.target_mask_ratio >= 0.0 && s.target_mask_ratio < 1.0,
+                        "target mask ratio must lie in [0, 1), got " << s.target_mask_ratio);
+            LCMAE_CHECK(s.target_mask_ratio == 0.0 || s.baseline == Baseline::Mae,
+                        "a masked target (Table 5c) is implemented for the MAE baseline only");
         }
         if (s.baseline == Baseline::SimMim) {
             LCMAE_CHECK(s.views == ViewSchedule::Paper,
@@ -255,7 +282,8 @@ private:
         } else {
             std::memcpy(timgs, view2, sizeof(T) * B * img);
         }
-        const T* tlat = target_encoder_->forward(ctx, Pt_, timgs, TV * B, nullptr, 0);
+        const bool target_masked = Kt_ < L;
+        const T* tlat = target_encoder_->forward(ctx, Pt_, timgs, TV * B, target_masked ? target_keep_.data() : nullptr, Kt_);
         // pairs (online view v, target view u, weight)
         struct Pair { long v, u; double w; };
         static constexpr Pair kSymmetric[2] = {{0, 1, 0.5}, {1, 0, 0.5}};
@@ -287,7 +315,7 @@ private:
             std::memset(dq, 0, sizeof(T) * V * R * D);
             for (const auto& pr : pairs) {
                 // target features of view u matching online view v
-                const T* tl = tlat + pr.u * B * (1 + L) * D;
+                const T* tl = tlat + pr.u * B * (1 + Kt_) * D;
                 T* tf = tfeat + pr.v * R * D;
                 if (kind == 0) pool_target(tl, B, tf);
                 else
@@ -354,8 +382,9 @@ private:
             }
         }
     }
+    // Target pooling over its (possibly masked, Table 5c) visible tokens, or its cls token.
     void pool_target(const T* lat, long B, T* out) const {
-        const long D = spec_.encoder.dim, N = 1 + spec_.encoder.tokens();
+        const long D = spec_.encoder.dim, N = 1 + Kt_;
         for (long b = 0; b < B; ++b) {
             T* o = out + b * D;
             if (spec_.pool == PoolTokens::Cls) { std::memcpy(o, lat + b * N * D, sizeof(T) * D); continue; }
@@ -368,7 +397,7 @@ private:
 
     ModelSpec spec_;
     bool simmim_ = false;
-    long views_ = 1, K_ = 0;
+    long views_ = 1, K_ = 0, Kt_ = 0;  // Kt_: tokens the target sees (all unless Table 5c masks it)
     ParamArena<T> P_, Pt_;
     mutable ActivationArena<T> A_;
     std::unique_ptr<VitEncoder<T>> encoder_, target_encoder_;
@@ -376,7 +405,7 @@ private:
     nn::Linear<T> simmim_decoder_;
     nn::MlpHead<T> head_, predictor_, target_head_;
     Slot images_, d_lat1_, mask_, target_patches_, d_pred_, d_latent_, rows_, pred_, d_rows_, feat_, d_feat_, tfeat_, t_, dq_;
-    std::vector<std::int64_t> keep_, ids_;
+    std::vector<std::int64_t> keep_, ids_, target_ids_, target_keep_;
     std::vector<double> noise_;
 };
 

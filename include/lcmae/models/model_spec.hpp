@@ -30,6 +30,7 @@ struct ModelSpec {
     ViewSchedule views = ViewSchedule::Symmetric;
     Baseline baseline = Baseline::Mae;
     double mask_ratio = 0.75;         // MAE random masking
+    double target_mask_ratio = 0.0;   // Table 5c: the target sees all tokens (0) or a random subset
     double simmim_mask_ratio = 0.6;   // SimMIM block masking
     long simmim_block = 2;            // patches per mask-block side (32 px at patch 16)
     double alpha = 0.25;              // L = L_MIM + alpha L_GG
