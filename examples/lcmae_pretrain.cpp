@@ -80,6 +80,8 @@ Args parse(int argc, char** argv) {
         else if (k == "--help" || k == "-h") usage("help");
         else usage("unknown option '" + k + "'");
     }
+    if (a.threads < 0) usage("--threads must be >= 1 (or 0 for all cores), got " + std::to_string(a.threads));
+    if (!(a.minutes > 0)) usage("--minutes must be positive, got " + std::to_string(a.minutes));
     return a;
 }
 
