@@ -171,3 +171,28 @@ TEST_CASE("attention forward equals a naive loop") {
                 }
             }
 }
+
+TEST_CASE("gemm: large problems take the threaded panel split; every transpose combination still exact") {
+    // 160 x 130 x 120 = 2.5M multiply-adds, above kGemmSplitMin, so with 2 threads C is cut into
+    // panels (rows when M >= N, columns otherwise: both shapes are covered).
+    REQUIRE(ctx.threads() >= 2);
+    for (auto [M, N] : {std::pair{160L, 130L}, std::pair{130L, 160L}})
+        for (bool ta : {false, true})
+            for (bool tb : {false, true}) {
+                const long K = 120;
+                REQUIRE(double(M) * N * K >= double(ops::kGemmSplitMin));
+                CAPTURE(M); CAPTURE(ta); CAPTURE(tb);
+                const long lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3, ldc = N + 2;
+                std::vector<float> A((ta ? K : M) * lda), B((tb ? N : K) * ldb), C(M * ldc), R;
+                Rng r(5, 6);
+                for (auto& v : A) v = float(long(r.below(5)) - 2);
+                for (auto& v : B) v = float(long(r.below(5)) - 2);
+                for (auto& v : C) v = float(long(r.below(3)) - 1);
+                R = C;
+                ops::gemm(ctx, ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.5f, C.data(), ldc);
+                naive_gemm(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.5f, R.data(), ldc);
+                bool same = true;
+                for (long i = 0; i < M * ldc; ++i) same = same && C[i] == R[i];
+                CHECK(same);
+            }
+}
