@@ -196,3 +196,20 @@ TEST_CASE("gemm: large problems take the threaded panel split; every transpose c
                 CHECK(same);
             }
 }
+
+TEST_CASE("float GELU (vectorised erf) stays within a few float ulps of the exact double form") {
+    const long n = 2401;
+    std::vector<float> x(n), y(n), dy(n, 1.0f), dx(n);
+    for (long i = 0; i < n; ++i) x[i] = -12.0f + 0.01f * float(i);
+    ops::gelu_forward(ctx, n, x.data(), y.data());
+    ops::gelu_backward(ctx, n, x.data(), dy.data(), dx.data());
+    double worst_y = 0, worst_dx = 0;
+    for (long i = 0; i < n; ++i) {
+        const double xd = x[i];
+        worst_y = std::max(worst_y, std::abs(double(y[i]) - ops::gelu(xd)) / std::max(1.0, std::abs(xd)));
+        worst_dx = std::max(worst_dx, std::abs(double(dx[i]) - ops::gelu_grad(xd)));
+    }
+    MESSAGE("float GELU: worst error " << worst_y << " (scaled by max(1,|x|)), derivative " << worst_dx);
+    CHECK(worst_y <= 1e-6);
+    CHECK(worst_dx <= 1e-6);
+}
