@@ -144,7 +144,8 @@ public:
     }
 
     /// Builds the engine; throws lcmae::Error for invalid numbers (e.g. Symmetric views with a mask
-    /// ratio below 0.5) or a structure the engine does not implement yet (guided::VisibleAndMask).
+    /// ratio below 0.5) or a combination the engine rejects (guided::VisibleAndMask without the MAE
+    /// baseline, global guidance and visible pooling).
     explicit LCMAE(const RunConfig& rc = {}) : config_(rc), engine_(spec(rc), rc.seed) {}
     LCMAE(const LCMAE&) = delete;
     LCMAE& operator=(const LCMAE&) = delete;

@@ -3,9 +3,7 @@
 // Each entry instantiates LCMAE on a tiny backbone and runs one training step: losses finite, the
 // gradient arena non-zero.
 //
-// Rows the engine cannot express yet (also in docs/ablations.md):
-//   Table 5e "w/ visible and mask tokens"              - guided::VisibleAndMask exists as a type, but
-//            the engine throws "not implemented yet" (tested in test_policies.cpp)
+// Every row of Table 5 (a)-(f) and Table B is here (docs/ablations.md says how to write each).
 // The "None" rows of every table are the same model (plain MAE, SRC): one entry, T5_None.
 #include <doctest/doctest.h>
 
@@ -30,6 +28,7 @@ struct Tiny : recipe::Default {
 struct TinyTokenWise : Tiny { using Guidance = guidance::TokenWise; };
 struct TinyBoth : Tiny { using Guidance = guidance::Both; };
 struct TinyCls : Tiny { using Pool = tokens::Cls; };
+struct TinyVisMask : Tiny { using Guided = guided::VisibleAndMask; };
 struct TinySimMim : Tiny { using Baseline = baseline::SimMim; using Views = views::Paper; };
 
 /// One row: the types of the model plus the run-time numbers that the row changes.
@@ -77,7 +76,10 @@ struct T5c_Target075 : Row<loss::Cosine, crop::SimpleResized, Tiny, 25, 75> {
 struct T5d_Cls : Row<loss::Cosine, crop::SimpleResized, TinyCls> {
     static constexpr std::string_view name = "Table 5d: w/ CLS token";
 };
-// (e) guided tokens: only "visible tokens only" (= T5_Default) is supported
+// (e) guided tokens ("visible tokens only" = T5_Default)
+struct T5e_VisibleAndMask : Row<loss::Cosine, crop::SimpleResized, TinyVisMask> {
+    static constexpr std::string_view name = "Table 5e: w/ visible and mask tokens";
+};
 // (f) view discrepancy (crop)
 struct T5f_MaeRRC : Row<loss::None, crop::RandomResized, Tiny> {
     static constexpr std::string_view name = "Table 5f: MAE, RRC";
@@ -104,7 +106,7 @@ struct TA_LcSimMim : Row<loss::Cosine, crop::SimpleResized, TinySimMim> {
 };
 
 using Grid = std::tuple<T5_None, T5_Default, T5a_InfoNCE, T5a_SmoothL1, T5b_TokenWise, T5b_Both, T5c_Target050,
-                        T5c_Target075, T5d_Cls, T5f_MaeRRC, T5f_LcmaeRRC, TB_Alpha010, TB_Alpha050, TB_Alpha100,
+                        T5c_Target075, T5d_Cls, T5e_VisibleAndMask, T5f_MaeRRC, T5f_LcmaeRRC, TB_Alpha010, TB_Alpha050, TB_Alpha100,
                         TA_SimMim, TA_LcSimMim>;
 
 // The spec of each row says what the row says (checked at compile time).
@@ -113,6 +115,7 @@ static_assert(T5a_SmoothL1::Model::spec().loss == M::GuidanceLoss::SmoothL1);
 static_assert(T5b_TokenWise::Model::spec().guidance == M::GuidanceType::TokenWise);
 static_assert(T5b_Both::Model::spec().guidance == M::GuidanceType::Both);
 static_assert(T5d_Cls::Model::spec().pool == M::PoolTokens::Cls);
+static_assert(T5e_VisibleAndMask::Model::spec().guided == M::GuidedTokens::VisibleAndMask);
 static_assert(std::is_same_v<T5f_LcmaeRRC::Model::crop, crop::RandomResized>);
 static_assert(T5_Default::Model::spec().guidance == M::GuidanceType::Global &&
               T5_Default::Model::spec().pool == M::PoolTokens::Visible &&
@@ -179,6 +182,6 @@ void check_row() {
 }  // namespace
 
 TEST_CASE("ablation grid: every supported row of Table 5 (a)-(f), Table B and Table A trains one step") {
-    static_assert(std::tuple_size_v<Grid> == 16);
+    static_assert(std::tuple_size_v<Grid> == 17);
     std::apply([](auto... rows) { (check_row<decltype(rows)>(), ...); }, Grid{});
 }

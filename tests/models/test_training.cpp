@@ -37,6 +37,8 @@ TEST_CASE("whole-model gradient check in double for every policy") {
         PoolTokens pool;
         ViewSchedule views;
         Baseline baseline;
+        GuidedTokens guided = GuidedTokens::Visible;
+        int head_depth = 2;
     };
     const Variant variants[] = {
         {"MAE", GuidanceLoss::None, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Symmetric, Baseline::Mae},
@@ -48,6 +50,12 @@ TEST_CASE("whole-model gradient check in double for every policy") {
         {"cosine both", GuidanceLoss::Cosine, GuidanceType::Both, PoolTokens::Visible, ViewSchedule::Symmetric, Baseline::Mae},
         {"cosine paper views", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Paper, Baseline::Mae},
         {"LC-SimMIM", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Paper, Baseline::SimMim},
+        {"visible + mask tokens", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Symmetric,
+         Baseline::Mae, GuidedTokens::VisibleAndMask},
+        // without BatchNorm in the heads, so the guidance's (batch-constant) mask-token gradient is not
+        // removed by the batch statistics and is checked too
+        {"visible + mask tokens, identity heads", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible,
+         ViewSchedule::Symmetric, Baseline::Mae, GuidedTokens::VisibleAndMask, 0},
     };
     for (const auto& v : variants) {
         const std::string variant = v.name;
@@ -57,6 +65,10 @@ TEST_CASE("whole-model gradient check in double for every policy") {
         s.pool = v.pool;
         s.views = v.views;
         s.baseline = v.baseline;
+        s.guided = v.guided;
+        s.projector_depth = s.predictor_depth = v.head_depth;
+        // a decoder wider than D, so the widths must be kept apart (identity heads need equal widths)
+        if (v.guided == GuidedTokens::VisibleAndMask && v.head_depth > 0) s.decoder.dim = 12;
         s.alpha = 0.7;  // a weight that is not 0.25, so a wrongly scaled guidance gradient shows
         LcmaeModel<double> model(s, 3);
         auto& P = model.params();
@@ -305,4 +317,68 @@ TEST_CASE("Table 5c: a masked target (ratio 0.5) pools its visible tokens; gradi
     Rng rr(1, 1);
     const auto l = fm.forward_backward(ctx, f1.data(), f2.data(), B, rr);
     CHECK(std::isfinite(l.total));
+}
+
+TEST_CASE("Table 5e: the decoder-side pooled vector equals the mean of the explicit decoder sequence") {
+    // With identity heads (depth 0) and cosine guidance on the Paper schedule, L_GG = 2 - 2 cos(q, t)
+    // with q the online pooled vector and t the target's: recompute both from the parameters by
+    // building MAE's decoder-side sequences explicitly (visible tokens through decoder_embed, mask
+    // tokens for the rest; the target sees all tokens), and compare.
+    ModelSpec s = tiny_spec(GuidanceLoss::Cosine);
+    s.decoder = DecoderDims{8, 1, 2};  // the decoder width must equal D for depth-0 (identity) heads
+    s.projector_depth = s.predictor_depth = 0;
+    s.views = ViewSchedule::Paper;
+    s.guided = GuidedTokens::VisibleAndMask;
+    LcmaeModel<double> model(s, 5);
+    test::randomize(model.params(), 13, 0.5);
+    model.copy_online_to_target();
+    const long B = 4, L = 16, D = 8, K = 4;
+    auto v1 = images(B * 64, 31), v2 = images(B * 64, 32);
+    Rng r(2, 2);
+    const auto ids = random_shuffle(B, L, r);
+    const double gg = model.forward_backward_mae(ctx, v1.data(), v2.data(), B, ids.data()).gg;
+    // a plain encoder with the same weights gives the token features
+    ParamArena<double> E;
+    VitEncoder<double> enc(E, s.encoder, {.max_batch = B});
+    E.allocate();
+    for (const auto& e : E.entries()) {
+        const auto& src = model.params().entry(e.name);
+        std::copy(model.params().value(src.slot), model.params().value(src.slot) + e.slot.count, E.value(e.slot));
+    }
+    std::vector<std::int64_t> keep(B * K);
+    for (long b = 0; b < B; ++b)
+        for (long k = 0; k < K; ++k) keep[b * K + k] = ids[b * L + k];
+    const double* on = enc.forward(ctx, E, v1.data(), B, keep.data(), K);
+    std::vector<double> online(on, on + B * (1 + K) * D);
+    const double* tg = enc.forward(ctx, E, v2.data(), B, nullptr, 0);
+    const auto& P = model.params();
+    const double* W = P.value(P.entry("decoder_embed.weight").slot);
+    const double* bias = P.value(P.entry("decoder_embed.bias").slot);
+    const double* mt = P.value(P.entry("mask_token").slot);
+    auto embed = [&](const double* x, double* y) {
+        for (long o = 0; o < D; ++o) {
+            y[o] = bias[o];
+            for (long i = 0; i < D; ++i) y[o] += W[o * D + i] * x[i];
+        }
+    };
+    double expected = 0;
+    for (long b = 0; b < B; ++b) {
+        std::vector<double> q(D, 0.0), t(D, 0.0), y(D);
+        for (long k = 0; k < K; ++k) {  // visible tokens through decoder_embed ...
+            embed(online.data() + (b * (1 + K) + 1 + k) * D, y.data());
+            for (long c = 0; c < D; ++c) q[c] += y[c] / L;
+        }
+        for (long n = 0; n < L - K; ++n)  // ... and the mask tokens
+            for (long c = 0; c < D; ++c) q[c] += mt[c] / L;
+        for (long n = 0; n < L; ++n) {
+            embed(tg + (b * (1 + L) + 1 + n) * D, y.data());
+            for (long c = 0; c < D; ++c) t[c] += y[c] / L;
+        }
+        double qq = 0, tt = 0, qt = 0;
+        for (long c = 0; c < D; ++c) { qq += q[c] * q[c]; tt += t[c] * t[c]; qt += q[c] * t[c]; }
+        expected += (2 - 2 * qt / std::sqrt(qq * tt)) / B;
+    }
+    CHECK(gg == doctest::Approx(expected).epsilon(1e-12));
+    // and the target copy holds decoder_embed (its EMA twin)
+    CHECK(model.target_params().contains("decoder_embed.weight"));
 }

@@ -51,13 +51,16 @@ public:
         if (spec.guided_enabled()) {
             const long rows = token_wise() ? B * K_ : B;
             const int calls = 2 * views_;  // [global view v] = v, [token-wise view v] = 2 + v
-            head_ = nn::MlpHead<T>(P_, A_, "head", {D, spec.head_hidden, D, spec.projector_depth, rows, calls});
+            // Guided tokens "visible + mask" (Table 5e) pool the decoder-side sequence, of the decoder's width
+            Fi_ = decoder_side() ? spec.decoder.dim : D;
+            head_ = nn::MlpHead<T>(P_, A_, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, calls});
             predictor_ = nn::MlpHead<T>(P_, A_, "predictor", {D, spec.head_hidden, D, spec.predictor_depth, rows, calls});
             // ---- target: encoder + projector, same names, its own arena
             Kt_ = spec.target_mask_ratio > 0 ? len_keep(L, spec.target_mask_ratio) : L;
             target_encoder_ = std::make_unique<VitEncoder<T>>(
                 Pt_, e, EncoderOptions{.max_batch = views_ * B, .max_keep = Kt_, .forward_only = true});
-            target_head_ = nn::MlpHead<T>(Pt_, A_, "head", {D, spec.head_hidden, D, spec.projector_depth, rows, 1});
+            if (decoder_side()) target_embed_ = nn::Linear<T>(Pt_, "decoder_embed", D, spec.decoder.dim);
+            target_head_ = nn::MlpHead<T>(Pt_, A_, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, 1});
         }
         // ---- model-level buffers
         images_ = A_.reserve(views_ * B * e.channels * e.image * e.image);
@@ -72,9 +75,16 @@ public:
             d_rows_ = A_.reserve(B * L * D);
         }
         const long feat = views_ * B * (token_wise() ? K_ : 1) * D;
-        feat_ = A_.reserve(feat);
-        d_feat_ = A_.reserve(feat);
-        tfeat_ = A_.reserve(feat);
+        const long wide = views_ * B * (token_wise() ? K_ : 1) * std::max(D, Fi_);  // head inputs
+        feat_ = A_.reserve(wide);
+        d_feat_ = A_.reserve(wide);
+        tfeat_ = A_.reserve(wide);
+        if (decoder_side()) {
+            mean_visible_ = A_.reserve(views_ * B * D);
+            d_mean_ = A_.reserve(B * D);
+            d_embed_ = A_.reserve(B * Fi_);
+            target_pool_ = A_.reserve(B * D);
+        }
         t_ = A_.reserve(feat);
         dq_ = A_.reserve(feat);
         A_.allocate();
@@ -234,8 +244,10 @@ private:
         if (s.guided_enabled()) {
             LCMAE_CHECK(s.projector_depth >= 0 && s.predictor_depth >= 0, "head depths must be >= 0");
             LCMAE_CHECK(s.head_hidden >= 1, "head hidden width must be >= 1, got " << s.head_hidden);
-            LCMAE_CHECK(s.guided == GuidedTokens::Visible,
-                        "guided tokens 'visible + mask' (Table 5e) is not implemented yet; use GuidedTokens::Visible");
+            if (s.guided == GuidedTokens::VisibleAndMask)
+                LCMAE_CHECK(s.baseline == Baseline::Mae && s.guidance == GuidanceType::Global && s.pool == PoolTokens::Visible,
+                            "guided tokens 'visible + mask' (Table 5e) pool MAE's decoder-side sequence: they need the MAE "
+                            "baseline, global guidance and visible-token pooling");
             if (s.guidance != GuidanceType::Global) {
                 LCMAE_CHECK(s.pool == PoolTokens::Visible, "token-wise guidance regresses visible tokens; pooling must be Visible");
                 LCMAE_CHECK(s.target_mask_ratio == 0.0, "token-wise guidance needs the target token at every online "
@@ -298,15 +310,20 @@ private:
         for (int kind = 0; kind < 2; ++kind) {
             if ((kind == 0 && !global) || (kind == 1 && !tokens)) continue;
             const long R = kind == 0 ? B : B * K_;  // rows per view
+            const long Fw = kind == 0 ? Fi_ : D;      // width of the head inputs
             T* feat = A_.at(feat_);
             T* tfeat = A_.at(tfeat_);
             T* tbuf = A_.at(t_);
             T* dq = A_.at(dq_);
             const T* q[2] = {nullptr, nullptr};
             for (long v = 0; v < V; ++v) {
-                T* f = feat + v * R * D;
+                T* f = feat + v * R * Fw;
                 const T* lat = latent + v * B * N_on * D;
-                if (kind == 0) pool_online(lat, B, N_on, f);
+                if (kind == 0 && decoder_side()) {
+                    T* m = A_.at(mean_visible_) + v * B * D;
+                    pool_online(lat, B, N_on, m);
+                    decoder_side_pool(ctx, m, B, f);
+                } else if (kind == 0) pool_online(lat, B, N_on, f);
                 else for (long b = 0; b < B; ++b) std::memcpy(f + b * K_ * D, lat + (b * N_on + 1) * D, sizeof(T) * K_ * D);
                 const int call = int(kind * 2 + v);
                 const T* h = head_.forward(ctx, P_, A_, f, R, true, call);
@@ -316,8 +333,12 @@ private:
             for (const auto& pr : pairs) {
                 // target features of view u matching online view v
                 const T* tl = tlat + pr.u * B * (1 + Kt_) * D;
-                T* tf = tfeat + pr.v * R * D;
-                if (kind == 0) pool_target(tl, B, tf);
+                T* tf = tfeat + pr.v * R * Fw;
+                if (kind == 0 && decoder_side()) {
+                    // the target's decoder-side sequence has no mask tokens: decoder_embed of its mean
+                    pool_target(tl, B, A_.at(target_pool_));
+                    target_embed_.forward(ctx, Pt_, A_.at(target_pool_), tf, B);
+                } else if (kind == 0) pool_target(tl, B, tf);
                 else
                     for (long b = 0; b < B; ++b)
                         for (long k = 0; k < K_; ++k)
@@ -330,10 +351,13 @@ private:
                 const int call = int(kind * 2 + v);
                 T* dh = A_.at(d_feat_);  // (R, D) scratch
                 predictor_.backward(ctx, P_, A_, dq + v * R * D, dh, R, call);
-                T* df = feat + v * R * D;  // features no longer needed: reuse as d_features
+                T* df = feat + v * R * Fw;  // features no longer needed: reuse as d_features
                 head_.backward(ctx, P_, A_, dh, df, R, call);
                 T* dl = d_latent + v * B * N_on * D;
-                if (kind == 0) unpool_online(df, B, N_on, dl, v);
+                if (kind == 0 && decoder_side()) {
+                    decoder_side_unpool(ctx, A_.at(mean_visible_) + v * B * D, df, B, A_.at(d_mean_));
+                    unpool_online(A_.at(d_mean_), B, N_on, dl, v);
+                } else if (kind == 0) unpool_online(df, B, N_on, dl, v);
                 else
                     for (long b = 0; b < B; ++b) add_inplace(dl + (b * N_on + 1) * D, df + b * K_ * D, K_ * D);
             }
@@ -349,6 +373,35 @@ private:
             case GuidanceLoss::None: break;
         }
         return 0.0;
+    }
+
+    bool decoder_side() const { return spec_.guided_enabled() && spec_.guided == GuidedTokens::VisibleAndMask; }
+
+    // Table 5e: the mean of MAE's decoder-side sequence (decoder_embed of the K visible tokens and
+    // L - K mask tokens, before the decoder's pos-embed). decoder_embed is linear, so with m the mean
+    // of the visible encoder tokens: pool = (K/L) (W m + b) + ((L-K)/L) mask_token - no need to
+    // build the sequence, and the same formula serves view 2 of the Symmetric schedule.
+    void decoder_side_pool(const backend::Cpu& ctx, const T* m, long B, T* out) const {
+        const long L = spec_.encoder.tokens(), Dd = Fi_;
+        const T kv = T(double(K_) / double(L)), km = T(double(L - K_) / double(L));
+        decoder_->embed().forward(ctx, P_, m, out, B);
+        const T* mt = P_.value(decoder_->mask_token());
+        for (long b = 0; b < B; ++b)
+            for (long c = 0; c < Dd; ++c) out[b * Dd + c] = kv * out[b * Dd + c] + km * mt[c];
+    }
+    // Backward of decoder_side_pool: d_out (B, Dd) -> d_m (B, D) written; decoder_embed and
+    // mask_token gradients accumulate.
+    void decoder_side_unpool(const backend::Cpu& ctx, const T* m, const T* d_out, long B, T* d_m) {
+        const long L = spec_.encoder.tokens(), Dd = Fi_;
+        const T kv = T(double(K_) / double(L)), km = T(double(L - K_) / double(L));
+        T* dy = A_.at(d_embed_);
+        T* dmt = P_.grad(decoder_->mask_token());
+        for (long b = 0; b < B; ++b)
+            for (long c = 0; c < Dd; ++c) {
+                dy[b * Dd + c] = kv * d_out[b * Dd + c];
+                dmt[c] += km * d_out[b * Dd + c];
+            }
+        decoder_->embed().backward(ctx, P_, m, dy, d_m, B);
     }
 
     // Online pooling: mean of the non-cls tokens (SimMIM: of the unmasked ones), or the cls token.
@@ -397,13 +450,16 @@ private:
 
     ModelSpec spec_;
     bool simmim_ = false;
-    long views_ = 1, K_ = 0, Kt_ = 0;  // Kt_: tokens the target sees (all unless Table 5c masks it)
+    long views_ = 1, K_ = 0;
+    long Kt_ = 0;  // tokens the target sees (all unless Table 5c masks it)
+    long Fi_ = 0;  // width of the projector input (the decoder width for Table 5e)
     ParamArena<T> P_, Pt_;
     mutable ActivationArena<T> A_;
     std::unique_ptr<VitEncoder<T>> encoder_, target_encoder_;
     std::unique_ptr<MaeDecoder<T>> decoder_;
-    nn::Linear<T> simmim_decoder_;
+    nn::Linear<T> simmim_decoder_, target_embed_;
     nn::MlpHead<T> head_, predictor_, target_head_;
+    Slot mean_visible_, d_mean_, d_embed_, target_pool_;
     Slot images_, d_lat1_, mask_, target_patches_, d_pred_, d_latent_, rows_, pred_, d_rows_, feat_, d_feat_, tfeat_, t_, dq_;
     std::vector<std::int64_t> keep_, ids_, target_ids_, target_keep_;
     std::vector<double> noise_;

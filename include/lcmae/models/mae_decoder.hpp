@@ -143,6 +143,9 @@ public:
     }
     double flops_backward(long B, long K) const { return 2.0 * flops_forward(B, K); }
     const std::vector<T>& pos_embed() const noexcept { return pos_; }
+    /// decoder_embed (D -> Dd) and the mask token, for guidance on the decoder-side sequence.
+    const nn::Linear<T>& embed() const noexcept { return embed_; }
+    Slot mask_token() const noexcept { return mask_token_; }
 
 private:
     vit::VitDims enc_;

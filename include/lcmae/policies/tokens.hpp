@@ -40,9 +40,10 @@ struct Visible {
     static constexpr models::GuidedTokens kind = models::GuidedTokens::Visible;
     static constexpr std::string_view name = "visible";
 };
-/// Visible + mask tokens (pool over the decoder-side sequence). The type exists so that Table 5e is
-/// expressible, but the engine does not implement it yet: constructing a guided model with it
-/// throws lcmae::Error ("... not implemented yet ...").
+/// Visible + mask tokens (Table 5e): the online side pools MAE's decoder-side sequence (decoder_embed
+/// of the visible tokens plus the mask tokens, decoder width); the target pools decoder_embed of its
+/// tokens (its EMA copy includes decoder_embed). Needs the MAE baseline, global guidance and
+/// visible-token pooling (the engine throws lcmae::Error otherwise).
 struct VisibleAndMask {
     static constexpr models::GuidedTokens kind = models::GuidedTokens::VisibleAndMask;
     static constexpr std::string_view name = "visible_and_mask";
