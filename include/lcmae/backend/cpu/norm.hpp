@@ -10,17 +10,28 @@
 
 namespace lcmae::ops {
 
+namespace detail {
+/// sum_{c < n} f(c) in double with 8 independent partial sums (a fixed order, so the result does
+/// not depend on threads, while the additions no longer wait on each other and vectorise).
+template <class F>
+inline double lane_sum(long n, F f) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int j = 0; j < 8; ++j) acc[j] += f(c + j);
+    for (; c < n; ++c) acc[0] += f(c);
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+}  // namespace detail
+
 template <class T>
 inline void layernorm_forward(const backend::Cpu& ctx, long rows, long cols, const T* x,
                               const T* gamma, const T* beta, T eps, T* y, T* mean, T* rstd) {
 #pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
     for (long r = 0; r < rows; ++r) {
         const T* xr = x + r * cols;
-        double s = 0;
-        for (long c = 0; c < cols; ++c) s += xr[c];
-        const double m = s / cols;
-        double v = 0;
-        for (long c = 0; c < cols; ++c) v += (xr[c] - m) * (xr[c] - m);
+        const double m = detail::lane_sum(cols, [&](long c) { return double(xr[c]); }) / cols;
+        const double v = detail::lane_sum(cols, [&](long c) { return (xr[c] - m) * (xr[c] - m); });
         const T rs = T(1.0 / std::sqrt(v / cols + double(eps)));
         const T mt = T(m);
         T* yr = y + r * cols;
@@ -42,14 +53,9 @@ inline void layernorm_backward(const backend::Cpu& ctx, long rows, long cols, co
         const T* xr = x + r * cols;
         const T* dyr = dy + r * cols;
         const T m = mean[r], rs = rstd[r];
-        T sum_g = 0, sum_gx = 0;  // sums of (dy*gamma) and (dy*gamma*xhat)
-        for (long c = 0; c < cols; ++c) {
-            const T g = dyr[c] * gamma[c];
-            sum_g += g;
-            sum_gx += g * (xr[c] - m) * rs;
-        }
-        sum_g /= T(cols);
-        sum_gx /= T(cols);
+        // means of (dy*gamma) and (dy*gamma*xhat)
+        const T sum_g = T(detail::lane_sum(cols, [&](long c) { return double(dyr[c] * gamma[c]); }) / cols);
+        const T sum_gx = T(detail::lane_sum(cols, [&](long c) { return double(dyr[c] * gamma[c] * ((xr[c] - m) * rs)); }) / cols);
         T* dxr = dx + r * cols;
         for (long c = 0; c < cols; ++c) {
             const T xhat = (xr[c] - m) * rs;
