@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <vector>
 
 #include "lcmae/models/lcmae_model.hpp"
@@ -27,6 +28,34 @@ ModelSpec tiny_spec(GuidanceLoss loss, long max_batch = 4) {
 }
 
 std::vector<double> images(long n, std::uint64_t seed) { return test::random_vector(n, seed); }
+
+// Whole-model gradient check: `run` does one forward_backward and returns the loss. Gradients are
+// pre-filled with the sentinel; every trainable tensor is compared with a five-point stencil
+// (truncation error O(h^4): the BatchNorm heads on a batch of 4 are strongly curved, and the plain
+// central difference's O(h^2) error alone reaches ~1e-6 there). `all_elements` false checks every
+// element of tensors up to 24 values and an evenly spread 24 of larger ones (each element costs 4
+// whole-model passes).
+void check_model_grads(ParamArena<double>& P, const std::function<double()>& run, bool all_elements) {
+    P.grads().fill(test::kSentinel);
+    run();
+    const std::vector<double> analytic(P.grads().begin(), P.grads().end());
+    for (const auto& e : P.entries()) {
+        if (e.kind != EntryKind::Parameter) continue;
+        const std::size_t stride = all_elements || e.slot.count <= 24 ? 1 : e.slot.count / 24;
+        std::vector<double> a, n;
+        for (std::size_t i = 0; i < e.slot.count; i += stride) {
+            a.push_back(analytic[e.slot.offset + i] - test::kSentinel);
+            double& x = P.value(e.slot)[i];
+            const double saved = x, h = 1e-5;
+            auto at = [&](double d) { x = saved + d; return run(); };
+            n.push_back((8.0 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12.0 * h));
+            x = saved;
+        }
+        const double err = test::rel_error(a, n);
+        INFO(e.name << " relative error " << err);
+        CHECK(err <= 1e-6);
+    }
+}
 }  // namespace
 
 TEST_CASE("whole-model gradient check in double for every policy") {
@@ -90,33 +119,8 @@ TEST_CASE("whole-model gradient check in double for every policy") {
             return s.baseline == Baseline::Mae ? model.forward_backward_mae(ctx, v1.data(), v2.data(), B, ids.data()).total
                                                : model.forward_backward_simmim(ctx, v1.data(), v2.data(), B, w.data()).total;
         };
-        P.grads().fill(test::kSentinel);
-        run();
-        std::vector<double> analytic(P.grads().begin(), P.grads().end());
-        for (const auto& e : P.entries()) {
-            if (e.kind != EntryKind::Parameter) continue;
-            // every element for the default (cosine) model; for the other variants every element
-            // of small tensors and an evenly spread sample of 24 of larger ones (the cost of the
-            // numeric side is 4 whole-model passes per element)
-            const bool all = std::string(v.name) == "cosine";
-            const std::size_t stride = all || e.slot.count <= 24 ? 1 : e.slot.count / 24;
-            std::vector<double> a, n;
-            for (std::size_t i = 0; i < e.slot.count; i += stride) {
-                a.push_back(analytic[e.slot.offset + i] - test::kSentinel);
-                n.push_back(0.0);
-                double& x = P.value(e.slot)[i];
-                // five-point stencil (truncation error O(h^4)): the BatchNorm heads on a batch of
-                // 4 are strongly curved, and the plain central difference's O(h^2) error alone
-                // reaches ~1e-6 there
-                const double saved = x, h = 1e-5;
-                auto at = [&](double d) { x = saved + d; return run(); };
-                n.back() = (8.0 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12.0 * h);
-                x = saved;
-            }
-            const double err = test::rel_error(a, n);
-            INFO(e.name << " relative error " << err);
-            CHECK(err <= 1e-6);
-        }
+        // every element for the default (cosine) model; a spread sample of the others' large tensors
+        check_model_grads(P, run, std::string(v.name) == "cosine");
     }
 }
 
@@ -284,25 +288,7 @@ TEST_CASE("Table 5c: a masked target (ratio 0.5) pools its visible tokens; gradi
     const double gg_masked = model.forward_backward_mae(ctx, v1.data(), v2.data(), B, ids.data(), 1.0, tids.data()).gg;
     const double gg_full = unmasked.forward_backward_mae(ctx, v1.data(), v2.data(), B, ids.data()).gg;
     CHECK(gg_masked != doctest::Approx(gg_full));
-    // gradient check on a sample of every tensor (five-point stencil)
-    P.grads().fill(test::kSentinel);
-    run();
-    std::vector<double> analytic(P.grads().begin(), P.grads().end());
-    for (const auto& e : P.entries()) {
-        if (e.kind != EntryKind::Parameter) continue;
-        const std::size_t stride = e.slot.count <= 24 ? 1 : e.slot.count / 24;
-        std::vector<double> a, n;
-        for (std::size_t i = 0; i < e.slot.count; i += stride) {
-            a.push_back(analytic[e.slot.offset + i] - test::kSentinel);
-            double& x = P.value(e.slot)[i];
-            const double saved = x, h = 1e-5;
-            auto at = [&](double d) { x = saved + d; return run(); };
-            n.push_back((8.0 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12.0 * h));
-            x = saved;
-        }
-        INFO(e.name);
-        CHECK(test::rel_error(a, n) <= 1e-6);
-    }
+    check_model_grads(P, run, false);
     CHECK_THROWS_AS(model.forward_backward_mae(ctx, v1.data(), v2.data(), B, ids.data()), lcmae::Error);  // no target ids
     s.guidance = GuidanceType::TokenWise;
     CHECK_THROWS_AS(LcmaeModel<double>(s, 0), lcmae::Error);
