@@ -6,6 +6,7 @@
 //   lcmae_pretrain [--data DIR|fashion-mnist] [--minutes M] [--epochs E] [--batch B] [--threads T]
 //                  [--loss cosine|infonce|smoothl1|none] [--mask-ratio R] [--alpha A]
 //                  [--blr LR] [--warmup EPOCHS] [--out DIR] [--resume DIR] [--save-every N] [--seed S]
+//                  [--skip-corrupt]          (image folders: warn about undecodable files and go on)
 //                  [--export-encoder FILE]   (the online encoder under timm's VisionTransformer names,
 //                                             pos_embed included: load_state_dict(strict=True) works)
 // Defaults are sized for a few minutes on 2 cores: 1 epoch schedule, 0.02 warm-up epochs, blr 1.5e-3.
@@ -38,13 +39,14 @@ struct Args {
     long epochs = 1, batch = 64, save_every = 200;
     int threads = 0;
     std::uint64_t seed = 0;
+    bool skip_corrupt = false;
 };
 
 [[noreturn]] void usage(const std::string& why) {
     std::cerr << "lcmae_pretrain: " << why << "\n"
               << "usage: lcmae_pretrain [--data DIR|fashion-mnist] [--minutes M] [--epochs E] [--batch B] [--threads T]\n"
               << "       [--loss cosine|infonce|smoothl1|none] [--mask-ratio R] [--alpha A] [--blr LR] [--warmup EPOCHS] [--out DIR]\n"
-              << "       [--resume DIR] [--save-every N] [--seed S] [--export-encoder FILE]\n";
+              << "       [--resume DIR] [--save-every N] [--seed S] [--export-encoder FILE] [--skip-corrupt]\n";
     std::exit(2);
 }
 
@@ -66,6 +68,7 @@ Args parse(int argc, char** argv) {
         else if (k == "--out") a.out = val();
         else if (k == "--resume") a.resume = val();
         else if (k == "--export-encoder") a.export_encoder = val();
+        else if (k == "--skip-corrupt") a.skip_corrupt = true;
         else if (k == "--loss") a.loss = val();
         else if (k == "--minutes") a.minutes = num(val());
         else if (k == "--epochs") a.epochs = long(num(val()));
@@ -119,7 +122,9 @@ int main(int argc, char** argv) try {
         ds = data::load_fashion_mnist(true);
         lc.norm = data::Normalization::fashion_mnist();
     } else {
-        ds = std::make_shared<data::ImageFolder>(a.data);
+        data::ImageFolderOptions fo;
+        fo.skip_corrupt = a.skip_corrupt;  // warn per file, count, and go on instead of stopping
+        ds = std::make_shared<data::ImageFolder>(a.data, fo);
     }
     lc.views = spec.loss == models::GuidanceLoss::None ? data::Views::Single : data::Views::Pair;
     data::Loader<crop::SimpleResized> loader(ds, lc);
@@ -179,6 +184,7 @@ int main(int argc, char** argv) try {
         if (!done) trainer.end_epoch();
     }
     trainer.save(a.out, meta);
+    if (ds->skipped() > 0) std::printf("skipped %zu corrupt image(s) (--skip-corrupt)\n", ds->skipped());
     std::printf("saved %s/checkpoint.safetensors and %s/train_state.safetensors at step %lld\n", a.out.c_str(),
                 a.out.c_str(), (long long)trainer.step());
     if (!a.export_encoder.empty()) {
