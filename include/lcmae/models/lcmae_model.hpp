@@ -89,6 +89,14 @@ public:
         dq_ = A_.reserve(feat);
         A_.allocate();
         keep_.resize(static_cast<std::size_t>(views_ * B * K_));
+        if (spec.loss == GuidanceLoss::InfoNCE)
+            infonce_scratch_.resize(infonce_scratch_size((token_wise() ? B * K_ : B), D));
+        if (simmim_) {
+            LCMAE_CHECK(spec.simmim_block >= 1 && e.grid() % spec.simmim_block == 0,
+                        "SimMIM mask block " << spec.simmim_block << " does not tile the " << e.grid() << "-patch grid");
+            simmim_mask_.resize(static_cast<std::size_t>(B * L));
+            block_order_.resize(static_cast<std::size_t>((e.grid() / spec.simmim_block) * (e.grid() / spec.simmim_block)));
+        }
         ids_.resize(static_cast<std::size_t>(B * L));  // masks drawn per step, without allocating
         noise_.resize(static_cast<std::size_t>(L));
         if (Kt_ < L) {
@@ -123,9 +131,9 @@ public:
                                 double loss_scale = 1.0) {
         const long L = spec_.encoder.tokens();
         if (simmim_) {
-            const auto m = block_mask(B, spec_.encoder.grid(), spec_.simmim_block, spec_.simmim_mask_ratio, rng);
-            std::vector<T> mt(m.begin(), m.end());
-            return forward_backward_simmim(ctx, view1, view2, B, mt.data(), loss_scale);
+            block_mask_into(B, spec_.encoder.grid(), spec_.simmim_block, spec_.simmim_mask_ratio, rng,
+                            simmim_mask_.data(), block_order_.data());
+            return forward_backward_simmim(ctx, view1, view2, B, simmim_mask_.data(), loss_scale);
         }
         random_shuffle_into(B, L, rng, ids_.data(), noise_.data());
         if (Kt_ < L) random_shuffle_into(views_ * B, L, rng, target_ids_.data(), noise_.data());
@@ -365,10 +373,11 @@ private:
         return gg;
     }
 
-    double loss(const T* q, const T* t, long R, long D, T* dq, double scale) const {
+    double loss(const T* q, const T* t, long R, long D, T* dq, double scale) {
         switch (spec_.loss) {
             case GuidanceLoss::Cosine: return guidance_cosine(q, t, R, D, dq, scale);
-            case GuidanceLoss::InfoNCE: return guidance_infonce(q, t, R, D, spec_.temperature, dq, scale);
+            case GuidanceLoss::InfoNCE:
+                return guidance_infonce(q, t, R, D, spec_.temperature, dq, scale, infonce_scratch_.data());
             case GuidanceLoss::SmoothL1: return guidance_smooth_l1(q, t, R, D, spec_.smooth_l1_beta, dq, scale);
             case GuidanceLoss::None: break;
         }
@@ -462,7 +471,9 @@ private:
     Slot mean_visible_, d_mean_, d_embed_, target_pool_;
     Slot images_, d_lat1_, mask_, target_patches_, d_pred_, d_latent_, rows_, pred_, d_rows_, feat_, d_feat_, tfeat_, t_, dq_;
     std::vector<std::int64_t> keep_, ids_, target_ids_, target_keep_;
-    std::vector<double> noise_;
+    std::vector<double> noise_, infonce_scratch_;
+    std::vector<T> simmim_mask_;
+    std::vector<long> block_order_;
 };
 
 }  // namespace lcmae::models

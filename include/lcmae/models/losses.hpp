@@ -92,10 +92,25 @@ double guidance_cosine(const T* q, const T* t, long B, long D, T* dq, double sca
 
 /// InfoNCE (SPEC 3): both l2-normalised, logits = q k^T / T (B x B), cross-entropy with labels on
 /// the diagonal, times 2T.
+/// Scratch the InfoNCE loss needs for B rows of width D (pass it to avoid allocating per call).
+inline std::size_t infonce_scratch_size(long B, long D) { return std::size_t(3 * B * D + 3 * B); }
+
 template <class T>
-double guidance_infonce(const T* q, const T* t, long B, long D, double temperature, T* dq, double scale = 1.0) {
+double guidance_infonce(const T* q, const T* t, long B, long D, double temperature, T* dq, double scale = 1.0,
+                        double* scratch = nullptr) {
     LCMAE_CHECK(temperature > 0, "InfoNCE temperature must be positive, got " << temperature);
-    std::vector<double> qn(B * D), tn(B * D), nq(B);
+    std::vector<double> owned;
+    if (scratch == nullptr) {
+        owned.resize(infonce_scratch_size(B, D));
+        scratch = owned.data();
+    }
+    double* qn = scratch;
+    double* tn = qn + B * D;
+    double* dqn = tn + B * D;
+    double* nq = dqn + B * D;
+    double* logits = nq + B;
+    double* prob = logits + B;
+    std::fill(dqn, dqn + B * D, 0.0);
     for (long b = 0; b < B; ++b) {
         double qq = 0, tt = 0;
         for (long c = 0; c < D; ++c) { qq += double(q[b * D + c]) * q[b * D + c]; tt += double(t[b * D + c]) * t[b * D + c]; }
@@ -104,7 +119,6 @@ double guidance_infonce(const T* q, const T* t, long B, long D, double temperatu
         for (long c = 0; c < D; ++c) { qn[b * D + c] = q[b * D + c] / cq; tn[b * D + c] = t[b * D + c] / ct; }
     }
     double total = 0;
-    std::vector<double> dqn(B * D, 0.0), logits(B), prob(B);
     for (long i = 0; i < B; ++i) {
         double mx = -1e300;
         for (long j = 0; j < B; ++j) {

@@ -70,23 +70,29 @@ void keep_set(const std::int64_t* ids_shuffle, long B, long L, long offset, long
 }
 
 /// SimMIM block mask (B, L): the grid of (grid / block) x (grid / block) blocks, ceil(blocks * ratio)
-/// of them masked per sample, each block covering block x block patches. 1 = masked.
-inline std::vector<float> block_mask(long B, long grid, long block, double ratio, Rng& rng) {
+/// of them masked per sample, each block covering block x block patches. 1 = masked. Writes into
+/// `mask` (B * grid^2 values) using `order` ((grid / block)^2 values) as scratch; allocates nothing.
+template <class M>
+void block_mask_into(long B, long grid, long block, double ratio, Rng& rng, M* mask, long* order) {
     LCMAE_CHECK(block >= 1 && grid % block == 0, "mask block " << block << " does not tile a " << grid << "-patch grid");
     LCMAE_CHECK(ratio > 0 && ratio < 1, "SimMIM mask ratio must lie in (0, 1), got " << ratio);
     const long gb = grid / block, nb = gb * gb;
     const long count = static_cast<long>(std::ceil(double(nb) * ratio));
-    std::vector<float> mask(static_cast<std::size_t>(B * grid * grid), 0.0f);
-    std::vector<long> order(static_cast<std::size_t>(nb));
+    std::fill(mask, mask + B * grid * grid, M(0));
     for (long b = 0; b < B; ++b) {
-        std::iota(order.begin(), order.end(), 0L);
+        std::iota(order, order + nb, 0L);
         for (long i = nb - 1; i > 0; --i) std::swap(order[i], order[rng.below(static_cast<std::uint64_t>(i + 1))]);
         for (long j = 0; j < count; ++j) {
             const long br = order[j] / gb, bc = order[j] % gb;
             for (long y = 0; y < block; ++y)
-                for (long x = 0; x < block; ++x) mask[b * grid * grid + (br * block + y) * grid + bc * block + x] = 1.0f;
+                for (long x = 0; x < block; ++x) mask[b * grid * grid + (br * block + y) * grid + bc * block + x] = M(1);
         }
     }
+}
+inline std::vector<float> block_mask(long B, long grid, long block, double ratio, Rng& rng) {
+    std::vector<float> mask(static_cast<std::size_t>(B * grid * grid));
+    std::vector<long> order(static_cast<std::size_t>(block >= 1 ? (grid / block) * (grid / block) : 0) + 1);
+    block_mask_into(B, grid, block, ratio, rng, mask.data(), order.data());
     return mask;
 }
 
