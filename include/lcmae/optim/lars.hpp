@@ -5,18 +5,20 @@
 //        (q = 1 when |p| = 0 or |d| = 0)
 //   else (1-D: biases, norms):          d = g;           q = 1          (no decay, no trust ratio)
 //   mu = momentum * mu + q * d;   p -= lr * mu
-// Defaults: momentum 0.9, trust coefficient 0.001, weight decay 0. The per-tensor norms make this
-// two short passes per entry (norms, then update); nothing is allocated in step().
+// Defaults: momentum 0.9, trust coefficient 0.001, weight decay 0. A step is one lars_update op over
+// the arena (backend/ops.hpp) with one segment per trainable entry (never merged: the norms are per
+// tensor); the per-tensor norms make it two short passes per entry on the CPU. Nothing is
+// allocated in step(); the momentum buffer lives in the backend's memory.
 #pragma once
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "lcmae/core/arena.hpp"
-#include "lcmae/core/buffer.hpp"
 #include "lcmae/core/error.hpp"
 #include "lcmae/optim/state.hpp"
 
@@ -28,81 +30,81 @@ struct LarsConfig {
     double weight_decay = 0.0;
 };
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 class Lars {
 public:
     using Predicate = std::function<bool(const ParamEntry&)>;
+    using Arena = ParamArena<T, Backend>;
+    using Buffer = dbuffer<Backend, T>;
 
-    explicit Lars(ParamArena<T>& arena, LarsConfig cfg = {}, Predicate trainable = {}) : arena_(&arena), cfg_(cfg) {
+    explicit Lars(Arena& arena, LarsConfig cfg = {}, Predicate trainable = {}) : arena_(&arena), cfg_(cfg) {
         LCMAE_CHECK(arena.allocated(), "LARS needs an allocated arena");
         LCMAE_CHECK(cfg.momentum >= 0 && cfg.momentum < 1, "LARS momentum must lie in [0, 1), got " << cfg.momentum);
         LCMAE_CHECK(cfg.trust_coefficient > 0, "LARS trust coefficient must be positive, got " << cfg.trust_coefficient);
         LCMAE_CHECK(cfg.weight_decay >= 0, "LARS weight decay must be non-negative, got " << cfg.weight_decay);
         const auto& entries = arena.entries();
-        for (std::size_t i = 0; i < entries.size(); ++i)
-            if (entries[i].kind == EntryKind::Parameter && (!trainable || trainable(entries[i]))) active_.push_back(i);
+        std::vector<Segment> segs;
+        for (std::size_t i = 0; i < entries.size(); ++i)  // host: the entry table
+            if (entries[i].kind == EntryKind::Parameter && (!trainable || trainable(entries[i]))) {
+                active_.push_back(i);
+                // decay marks a matrix: weight decay and the trust ratio apply
+                segs.push_back({entries[i].slot.offset, entries[i].slot.count, 1.0, entries[i].shape.rank() > 1});
+            }
+        segments_.set(std::move(segs));
         mu_.resize(arena.planned_size());
+        norms_.resize(2 * active_.size() + 1);
     }
 
-    void step(double lr, double grad_scale = 1.0) {
+    /// One LARS step (one lars_update op); never waits for the backend.
+    void step(const Backend& ctx, double lr, double grad_scale = 1.0) {
         LCMAE_CHECK(std::isfinite(lr) && lr >= 0, "LARS lr must be finite and >= 0, got " << lr);
-        const T mom = T(cfg_.momentum), lr_t = T(lr), gs = T(grad_scale);
-        for (std::size_t idx : active_) {
-            const ParamEntry& e = arena_->entries()[idx];
-            T* p = arena_->value(e.slot);
-            const T* g = arena_->grad(e.slot);
-            T* mu = mu_.data() + e.slot.offset;
-            const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(e.slot.count);
-            if (e.shape.rank() > 1) {
-                const T wd = T(cfg_.weight_decay);
-                double pn = 0.0, dn = 0.0;
-#pragma omp parallel for simd reduction(+ : pn, dn) schedule(static) if (n > 65536)
-                for (std::ptrdiff_t i = 0; i < n; ++i) {
-                    const T d = g[i] * gs + wd * p[i];
-                    pn += double(p[i]) * double(p[i]);
-                    dn += double(d) * double(d);
-                }
-                pn = std::sqrt(pn);
-                dn = std::sqrt(dn);
-                const T q = (pn > 0 && dn > 0) ? T(cfg_.trust_coefficient * pn / dn) : T(1);
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-                for (std::ptrdiff_t i = 0; i < n; ++i) {
-                    const T d = (g[i] * gs + wd * p[i]) * q;
-                    mu[i] = mom * mu[i] + d;
-                    p[i] -= lr_t * mu[i];
-                }
-            } else {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-                for (std::ptrdiff_t i = 0; i < n; ++i) {
-                    mu[i] = mom * mu[i] + g[i] * gs;
-                    p[i] -= lr_t * mu[i];
-                }
-            }
-        }
+        ops::LarsStep st;
+        st.lr = lr;
+        st.momentum = cfg_.momentum;
+        st.trust_coefficient = cfg_.trust_coefficient;
+        st.weight_decay = cfg_.weight_decay;
+        st.grad_scale = grad_scale;
+        lars_update(ctx, segments_.size(), segments_.host().data(), segments_.device(ctx), st, arena_->values().data(),
+                    arena_->grads().data(), mu_.data(), norms_.data());
         ++step_;
     }
+    /// On the CPU without a context (the current OpenMP thread count).
+    void step(double lr, double grad_scale = 1.0)
+        requires std::same_as<Backend, backend::Cpu>
+    {
+        step(backend::Cpu(), lr, grad_scale);
+    }
 
-    void reset() {
-        mu_.fill(T(0));
+    void reset(const Backend& ctx) {
+        fill(ctx, static_cast<long>(mu_.size()), T(0), mu_.data());
         step_ = 0;
+    }
+    void reset()
+        requires std::same_as<Backend, backend::Cpu>
+    {
+        reset(backend::Cpu());
     }
     std::uint64_t step_count() const noexcept { return step_; }
     void set_step_count(std::uint64_t s) noexcept { step_ = s; }
     const LarsConfig& config() const noexcept { return cfg_; }
-    AlignedBuffer<T>& momentum_buffer() noexcept { return mu_; }
-    const AlignedBuffer<T>& momentum_buffer() const noexcept { return mu_; }
+    Buffer& momentum_buffer() noexcept { return mu_; }
+    const Buffer& momentum_buffer() const noexcept { return mu_; }
     const std::vector<std::size_t>& active_entries() const noexcept { return active_; }
+    /// One segment per optimised entry (decay = a matrix).
+    const std::vector<Segment>& segments() const noexcept { return segments_.host(); }
 
     /// A handle for save_train_state / load_train_state; tensors "<name>.momentum_buffer.<entry>".
-    OptimizerStateRef<T> state(std::string name = "lars") {
+    OptimizerStateRef<T, Backend> state(std::string name = "lars") {
         return {std::move(name), arena_, {{"momentum_buffer", &mu_}}, &step_, active_};
     }
 
 private:
-    ParamArena<T>* arena_;
+    Arena* arena_;
     LarsConfig cfg_;
     std::vector<std::size_t> active_;
-    AlignedBuffer<T> mu_;
+    detail::DeviceTable<Segment, Backend> segments_;
+    Buffer mu_;
+    dbuffer<Backend, double> norms_;  // lars_update's per-segment scratch (device backends)
     std::uint64_t step_ = 0;
 };
 

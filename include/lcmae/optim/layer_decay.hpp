@@ -3,6 +3,7 @@
 // With n = depth + 1: layer id 0 for cls_token, pos_embed and patch_embed.*; k + 1 for blocks.k.*;
 // n for every other name (norm, fc_norm, head, ...). The lr of a parameter is scaled by
 // decay^(n - id), so the head trains at the full lr and the patch embedding at decay^n.
+// Host data only (the arena's entry table and the scales AdamW::set_lr_scales takes), any backend.
 #pragma once
 
 #include <cmath>
@@ -39,18 +40,18 @@ inline double layer_lr_scale(int id, int depth, double decay) {
 }
 
 /// Sets every entry's layer_id from its name (vit_layer_id).
-template <class T>
-void assign_vit_layer_ids(ParamArena<T>& arena, int depth) {
-    for (auto& e : arena.entries()) e.layer_id = vit_layer_id(e.name, depth);
+template <class T, class Backend>
+void assign_vit_layer_ids(ParamArena<T, Backend>& arena, int depth) {
+    for (auto& e : arena.entries()) e.layer_id = vit_layer_id(e.name, depth);  // host: the entry table
 }
 
 /// Per-entry lr scales (same order as arena.entries()) from the entries' layer ids, for
 /// AdamW::set_lr_scales.
-template <class T>
-std::vector<double> layer_lr_scales(const ParamArena<T>& arena, int depth, double decay) {
+template <class T, class Backend>
+std::vector<double> layer_lr_scales(const ParamArena<T, Backend>& arena, int depth, double decay) {
     std::vector<double> s;
     s.reserve(arena.entries().size());
-    for (const auto& e : arena.entries()) s.push_back(layer_lr_scale(e.layer_id, depth, decay));
+    for (const auto& e : arena.entries()) s.push_back(layer_lr_scale(e.layer_id, depth, decay));  // host: the entry table
     return s;
 }
 
