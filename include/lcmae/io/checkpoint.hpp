@@ -10,8 +10,14 @@
 // the arena lacks), shape (file) vs (model), and non-floating dtypes. Floating dtypes convert
 // (F64 files load into float arenas and F32 files into double arenas; BF16/F16 widen). PyTorch's
 // BatchNorm counter "*.num_batches_tracked" has no arena twin and is ignored on load.
+//
+// Backends: every function takes the backend context first (the CPU also has the overloads without
+// one). Host-memory backends are read and written in place; any other backend's arena is
+// downloaded into a host staging vector (save) or read into one and uploaded (load), so the files
+// are byte-identical whichever backend wrote them.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -20,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lcmae/backend/ops.hpp"
 #include "lcmae/core/arena.hpp"
 #include "lcmae/core/error.hpp"
 #include "lcmae/io/safetensors.hpp"
@@ -27,31 +34,68 @@
 namespace lcmae::io {
 
 /// One arena and the prefix its names get in a file ("" for the online model, "target." ...).
-template <class T>
+template <class T, class Backend = backend::Cpu>
 struct NamedArena {
     std::string prefix;
-    const ParamArena<T>& arena;
+    const ParamArena<T, Backend>& arena;
 };
 
+namespace detail {
+template <class B>
+concept BackendContext = std::derived_from<B, ops::BackendTag>;
+
+/// The arena's values as a host pointer: in place on a host-memory backend, else downloaded into
+/// `staging` (which must outlive every use of the pointer, e.g. a SafetensorsWriter's write()).
+template <class T, class Backend>
+const T* host_values(const Backend& ctx, const ParamArena<T, Backend>& arena, std::vector<T>& staging) {
+    if constexpr (Backend::host_memory) {
+        (void)ctx;
+        (void)staging;
+        return arena.values().data();
+    } else {
+        staging.resize(arena.values().size());  // host staging of the whole arena, for the writer
+        download(ctx, static_cast<long>(staging.size()), arena.values().data(), staging.data());
+        return staging.data();
+    }
+}
+}  // namespace detail
+
 /// Adds every entry of `arena` to `w` as prefix + name, stored as `dtype` (borrowed when it is T's
-/// own dtype, converted otherwise).
-template <class T>
-void add_arena(SafetensorsWriter& w, const ParamArena<T>& arena, std::string_view prefix, Dtype dtype = dtype_of<T>()) {
+/// own dtype, converted otherwise). `staging` holds a download of a device arena and must outlive
+/// w.write() (unused on host-memory backends).
+template <class T, class Backend>
+    requires detail::BackendContext<Backend>
+void add_arena(const Backend& ctx, SafetensorsWriter& w, const ParamArena<T, Backend>& arena, std::string_view prefix,
+               std::vector<T>& staging, Dtype dtype = dtype_of<T>()) {
     LCMAE_CHECK(arena.allocated(), "cannot save an arena that was not allocated");
     LCMAE_CHECK(is_floating(dtype) && dtype != Dtype::F16 && dtype != Dtype::BF16,
                 "parameters are written as F32 or F64, not " << dtype);
-    for (const auto& e : arena.entries()) w.add_as(std::string(prefix) + e.name, dtype, e.shape, arena.value(e.slot));
+    const T* values = detail::host_values(ctx, arena, staging);
+    for (const auto& e : arena.entries()) w.add_as(std::string(prefix) + e.name, dtype, e.shape, values + e.slot.offset);
+}
+/// The CPU form: the arena's memory is borrowed in place.
+template <class T>
+void add_arena(SafetensorsWriter& w, const ParamArena<T>& arena, std::string_view prefix, Dtype dtype = dtype_of<T>()) {
+    std::vector<T> unused;
+    add_arena(backend::Cpu(), w, arena, prefix, unused, dtype);
 }
 
 /// Writes all arenas (each under its prefix) and the metadata to `path`, atomically.
-template <class T>
-void save_params(const std::filesystem::path& path, const std::vector<NamedArena<T>>& arenas,
+template <class T, class Backend>
+    requires detail::BackendContext<Backend>
+void save_params(const Backend& ctx, const std::filesystem::path& path, const std::vector<NamedArena<T, Backend>>& arenas,
                  const std::map<std::string, std::string>& metadata = {}, Dtype dtype = dtype_of<T>()) {
     SafetensorsWriter w;
     w.set_metadata("format", "pt");  // what safetensors.torch writes; helps other readers
     w.set_metadata(metadata);
-    for (const auto& a : arenas) add_arena(w, a.arena, a.prefix, dtype);
+    std::vector<std::vector<T>> staging(arenas.size());
+    for (std::size_t i = 0; i < arenas.size(); ++i) add_arena(ctx, w, arenas[i].arena, arenas[i].prefix, staging[i], dtype);
     w.write(path);
+}
+template <class T>
+void save_params(const std::filesystem::path& path, const std::vector<NamedArena<T>>& arenas,
+                 const std::map<std::string, std::string>& metadata = {}, Dtype dtype = dtype_of<T>()) {
+    save_params(backend::Cpu(), path, arenas, metadata, dtype);
 }
 
 enum class Strictness {
@@ -67,9 +111,10 @@ struct LoadReport {
 
 /// Loads the entries of `arena` from an open file; names in the file are prefix + entry name.
 /// Shape and dtype mismatches always throw; missing/unexpected names throw according to `mode`.
-template <class T>
-LoadReport load_params(const SafetensorsFile& file, ParamArena<T>& arena, std::string_view prefix = "",
-                       Strictness mode = Strictness::Strict) {
+template <class T, class Backend>
+    requires detail::BackendContext<Backend>
+LoadReport load_params(const Backend& ctx, const SafetensorsFile& file, ParamArena<T, Backend>& arena,
+                       std::string_view prefix = "", Strictness mode = Strictness::Strict) {
     LCMAE_CHECK(arena.allocated(), "cannot load into an arena that was not allocated");
     LoadReport report;
     std::vector<std::string> problems;
@@ -108,19 +153,37 @@ LoadReport load_params(const SafetensorsFile& file, ParamArena<T>& arena, std::s
         for (const auto& p : problems) os << "\n  " << p;
         LCMAE_FAIL(os.str());
     }
+    std::vector<T> staging;  // host staging of one tensor for a device arena (reused: upload copies)
     for (const auto& [t, e] : todo) {
-        file.read_into(*t, arena.value(e->slot), e->slot.count);
+        if constexpr (Backend::host_memory) {
+            file.read_into(*t, arena.value(e->slot), e->slot.count);
+        } else {
+            staging.resize(e->slot.count);
+            file.read_into(*t, staging.data(), e->slot.count);
+            upload(ctx, static_cast<long>(e->slot.count), static_cast<const T*>(staging.data()), arena.value(e->slot));
+        }
         report.loaded.push_back(t->name);
     }
     return report;
 }
+template <class T>
+LoadReport load_params(const SafetensorsFile& file, ParamArena<T>& arena, std::string_view prefix = "",
+                       Strictness mode = Strictness::Strict) {
+    return load_params(backend::Cpu(), file, arena, prefix, mode);
+}
 
 /// Opens `path` and loads `arena` from it (see the overload above).
+template <class T, class Backend>
+    requires detail::BackendContext<Backend>
+LoadReport load_params(const Backend& ctx, const std::filesystem::path& path, ParamArena<T, Backend>& arena,
+                       std::string_view prefix = "", Strictness mode = Strictness::Strict) {
+    const SafetensorsFile file(path);
+    return load_params(ctx, file, arena, prefix, mode);
+}
 template <class T>
 LoadReport load_params(const std::filesystem::path& path, ParamArena<T>& arena, std::string_view prefix = "",
                        Strictness mode = Strictness::Strict) {
-    const SafetensorsFile file(path);
-    return load_params(file, arena, prefix, mode);
+    return load_params(backend::Cpu(), path, arena, prefix, mode);
 }
 
 /// Options of export_encoder().
@@ -145,10 +208,14 @@ inline bool is_encoder_name(std::string_view n) {
 }
 
 /// Writes just the encoder of `arena` under timm VisionTransformer names (decoder, mask_token,
-/// heads and predictor are left out); adds the caller's fixed pos_embed when given.
-template <class T>
-void export_encoder(const std::filesystem::path& path, const ParamArena<T>& arena, const EncoderExport<T>& opt = {}) {
+/// heads and predictor are left out); adds the caller's fixed pos_embed (host memory) when given.
+template <class T, class Backend>
+    requires detail::BackendContext<Backend>
+void export_encoder(const Backend& ctx, const std::filesystem::path& path, const ParamArena<T, Backend>& arena,
+                    const EncoderExport<T>& opt = {}) {
     LCMAE_CHECK(arena.allocated(), "cannot export an arena that was not allocated");
+    std::vector<T> staging;
+    const T* values = detail::host_values(ctx, arena, staging);
     SafetensorsWriter w;
     w.set_metadata("format", "pt");
     w.set_metadata(opt.metadata);
@@ -166,7 +233,7 @@ void export_encoder(const std::filesystem::path& path, const ParamArena<T>& aren
             shape = Shape{shape[0], c, p, p};
         }
         if (name == "pos_embed") have_pos = true;
-        w.add_as(name, opt.dtype, shape, arena.value(e.slot));
+        w.add_as(name, opt.dtype, shape, values + e.slot.offset);
         ++count;
     }
     LCMAE_CHECK(count > 0, "export_encoder found no encoder entries under prefix '" << opt.source_prefix << "'");
@@ -177,6 +244,10 @@ void export_encoder(const std::filesystem::path& path, const ParamArena<T>& aren
         w.add_as("pos_embed", opt.dtype, opt.pos_embed_shape, opt.pos_embed);
     }
     w.write(path);
+}
+template <class T>
+void export_encoder(const std::filesystem::path& path, const ParamArena<T>& arena, const EncoderExport<T>& opt = {}) {
+    export_encoder(backend::Cpu(), path, arena, opt);
 }
 
 }  // namespace lcmae::io

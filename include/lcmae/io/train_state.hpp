@@ -11,15 +11,22 @@
 // and metadata {"lcmae_format": "train_state", "lcmae_version": "1", "dtype": "F32"|"F64"}.
 // Moments are written in the optimiser's scalar type; loading converts F32 <-> F64. Loading checks
 // the file's names and shapes against the optimiser's arena and fails naming what is wrong.
+//
+// Backends: the functions take the backend context first (the CPU also has the overloads without
+// one). Moments in host memory are written in place; any other backend's moments are downloaded
+// into host staging (one download per buffer) and uploaded on load, so the files are
+// byte-identical whichever backend wrote them.
 #pragma once
 
 #include <bit>
+#include <concepts>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "lcmae/backend/ops.hpp"
 #include "lcmae/core/error.hpp"
 #include "lcmae/core/rng.hpp"
 #include "lcmae/io/safetensors.hpp"
@@ -45,9 +52,10 @@ inline void check_key(const std::string& key, const char* what) {
 }  // namespace detail
 
 /// Writes `state` and the given optimisers' state to `path`, atomically.
-template <class T = float>
-void save_train_state(const std::filesystem::path& path, const TrainState& state,
-                      const std::vector<optim::OptimizerStateRef<T>>& optimizers = {}) {
+template <class T = float, class Backend = backend::Cpu>
+    requires std::derived_from<Backend, ops::BackendTag>
+void save_train_state(const Backend& ctx, const std::filesystem::path& path, const TrainState& state,
+                      const std::vector<optim::OptimizerStateRef<T, Backend>>& optimizers = {}) {
     SafetensorsWriter w;
     w.set_metadata("lcmae_format", "train_state");
     w.set_metadata("lcmae_version", "1");
@@ -81,6 +89,10 @@ void save_train_state(const std::filesystem::path& path, const TrainState& state
         reals.push_back(v);
         w.add("real." + k, Shape{}, &reals.back());
     }
+    std::size_t nbuf = 0;
+    for (const auto& o : optimizers) nbuf += o.buffers.size();
+    std::vector<std::vector<T>> staging;  // host copies of device moments; live until w.write()
+    staging.reserve(nbuf);
     for (const auto& o : optimizers) {
         detail::check_key(o.name, "optimizer");
         LCMAE_CHECK(o.arena != nullptr && o.step != nullptr, "optimizer state '" << o.name << "' is incomplete");
@@ -88,20 +100,35 @@ void save_train_state(const std::filesystem::path& path, const TrainState& state
         for (const auto& [bname, buf] : o.buffers) {
             LCMAE_CHECK(buf->size() == o.arena->planned_size(),
                         "optimizer buffer '" << o.name << "." << bname << "' does not match its arena's size");
+            const T* host = nullptr;
+            if constexpr (Backend::host_memory) {
+                host = buf->data();
+            } else {
+                staging.emplace_back(buf->size());
+                download(ctx, static_cast<long>(buf->size()), dptr<Backend, const T>(buf->data()), staging.back().data());
+                host = staging.back().data();
+            }
             for (std::size_t idx : o.entry_indices) {
                 const ParamEntry& e = o.arena->entries()[idx];
-                w.add(o.name + "." + bname + "." + e.name, e.shape, buf->data() + e.slot.offset);
+                w.add(o.name + "." + bname + "." + e.name, e.shape, host + e.slot.offset);
             }
         }
     }
+    (void)ctx;
     w.write(path);
+}
+template <class T = float>
+void save_train_state(const std::filesystem::path& path, const TrainState& state,
+                      const std::vector<optim::OptimizerStateRef<T>>& optimizers = {}) {
+    save_train_state<T, backend::Cpu>(backend::Cpu(), path, state, optimizers);
 }
 
 /// Reads `path` into `state` and the optimisers (moments and step counts). Everything is checked
 /// before anything is modified; errors name the file and the tensor.
-template <class T = float>
-void load_train_state(const std::filesystem::path& path, TrainState& state,
-                      const std::vector<optim::OptimizerStateRef<T>>& optimizers = {}) {
+template <class T = float, class Backend = backend::Cpu>
+    requires std::derived_from<Backend, ops::BackendTag>
+void load_train_state(const Backend& ctx, const std::filesystem::path& path, TrainState& state,
+                      const std::vector<optim::OptimizerStateRef<T, Backend>>& optimizers = {}) {
     const SafetensorsFile f(path);
     const auto fmt = f.metadata().find("lcmae_format");
     LCMAE_CHECK(fmt != f.metadata().end() && fmt->second == "train_state",
@@ -155,15 +182,30 @@ void load_train_state(const std::filesystem::path& path, TrainState& state,
             s.reals[std::string(n.substr(5))] = v;
         }
     }
+    std::vector<T> staging;  // host staging of one tensor for device moments (reused: upload copies)
     for (const auto& o : optimizers) {
         *o.step = static_cast<std::uint64_t>(scalar_int(o.name + ".step"));
         for (const auto& [bname, buf] : o.buffers)
             for (std::size_t idx : o.entry_indices) {
                 const ParamEntry& e = o.arena->entries()[idx];
-                f.read_into(o.name + "." + bname + "." + e.name, buf->data() + e.slot.offset, e.slot.count);
+                const std::string name = o.name + "." + bname + "." + e.name;
+                if constexpr (Backend::host_memory) {
+                    f.read_into(name, buf->data() + e.slot.offset, e.slot.count);
+                } else {
+                    staging.resize(e.slot.count);
+                    f.read_into(name, staging.data(), e.slot.count);
+                    upload(ctx, static_cast<long>(e.slot.count), static_cast<const T*>(staging.data()),
+                           buf->data() + e.slot.offset);
+                }
             }
     }
+    (void)ctx;
     state = std::move(s);
+}
+template <class T = float>
+void load_train_state(const std::filesystem::path& path, TrainState& state,
+                      const std::vector<optim::OptimizerStateRef<T>>& optimizers = {}) {
+    load_train_state<T, backend::Cpu>(backend::Cpu(), path, state, optimizers);
 }
 
 }  // namespace lcmae::io
