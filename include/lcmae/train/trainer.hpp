@@ -5,20 +5,30 @@
 // Everything random in a step (the masks) comes from Rng(seed, stream_id(step, micro-batch)), so
 // the training state is just counters: a resumed run draws exactly what the uninterrupted run
 // would have drawn, and the continued losses and weights are bit-identical on the CPU.
+//
+// Backends: Trainer<T, Backend> drives a models::LcmaeModel<T, Backend>; every method that touches
+// tensors takes the backend context first (micro_batch, save, load); zero-grad, AdamW and the EMA
+// are backend ops over the arenas. The losses come back as host doubles (the model downloads its
+// loss scalars once per micro-batch), which is what the finiteness check reads. On the CPU the
+// constructor, save and load also work without a context.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lcmae/io/checkpoint.hpp"
 #include "lcmae/io/train_state.hpp"
 #include "lcmae/models/lcmae_model.hpp"
 #include "lcmae/optim/adamw.hpp"
 #include "lcmae/optim/ema.hpp"
+#include "lcmae/optim/grad_norm.hpp"
 #include "lcmae/optim/schedule.hpp"
 
 namespace lcmae::train {
@@ -38,10 +48,12 @@ struct TrainConfig {
     std::uint64_t seed = 0;
 };
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 class Trainer {
 public:
-    Trainer(models::LcmaeModel<T>& model, const TrainConfig& cfg, std::int64_t iters_per_epoch)
+    using Model = models::LcmaeModel<T, Backend>;
+
+    Trainer(const Backend& ctx, Model& model, const TrainConfig& cfg, std::int64_t iters_per_epoch)
         : model_(model), cfg_(cfg), iters_per_epoch_(iters_per_epoch),
           adamw_(model.params(), optim::AdamWConfig{0.9, 0.95, 1e-8, cfg.weight_decay, cfg.max_grad_norm}) {
         LCMAE_CHECK(cfg.accumulation >= 1, "accumulation must be >= 1, got " << cfg.accumulation);
@@ -49,10 +61,15 @@ public:
         LCMAE_CHECK(cfg.epochs >= 1, "epochs must be >= 1, got " << cfg.epochs);
         LCMAE_CHECK(cfg.warmup_epochs >= 0 && cfg.warmup_epochs <= double(cfg.epochs),
                     "warm-up epochs " << cfg.warmup_epochs << " must lie in [0, epochs = " << cfg.epochs << "]");
-        if (model.has_target()) ema_ = std::make_unique<optim::EmaUpdater<T>>(model.target_params(), model.params());
+        if (model.has_target())
+            ema_ = std::make_unique<optim::EmaUpdater<T, Backend>>(model.target_params(), model.params());
         lr_max_ = optim::scaled_lr(cfg.blr, cfg.batch * cfg.accumulation, cfg.lr_scaling);
-        model_.params().zero_grad();
+        optim::zero_grad(ctx, model_.params());
     }
+    /// On the CPU without a context.
+    Trainer(Model& model, const TrainConfig& cfg, std::int64_t iters_per_epoch)
+        requires std::same_as<Backend, backend::Cpu>
+        : Trainer(backend::Cpu(), model, cfg, iters_per_epoch) {}
 
     /// Total optimiser steps of the run (the EMA schedule's n).
     std::int64_t total_steps() const { return cfg_.epochs * iters_per_epoch_ / cfg_.accumulation; }
@@ -69,23 +86,24 @@ public:
     };
 
     /// One micro-batch at (epoch, it); after every `accumulation` micro-batches, AdamW + EMA.
-    Report micro_batch(const backend::Cpu& ctx, const T* view1, const T* view2, long B) {
+    /// The views are host arrays (B, C, S, S); the model uploads them.
+    Report micro_batch(const Backend& ctx, const T* host_view1, const T* host_view2, long B) {
         Report r;
         Rng rng(cfg_.seed, stream_id(0x4D41534Bull /* "MASK" */, std::uint64_t(micro_)));
-        r.losses = model_.forward_backward(ctx, view1, view2, B, rng, 1.0 / cfg_.accumulation);
+        r.losses = model_.forward_backward(ctx, host_view1, host_view2, B, rng, 1.0 / cfg_.accumulation);
         LCMAE_CHECK(std::isfinite(r.losses.total), "the loss is not finite (" << r.losses.total << ") at micro-batch "
                                                                              << micro_ << "; stopping before the weights are damaged");
         r.lr = lr_at(epoch_, it_);
         ++micro_;
         ++it_;
         if (micro_ % cfg_.accumulation == 0) {
-            adamw_.step(r.lr);
+            adamw_.step(ctx, r.lr);
             if (ema_) {
                 r.ema_decay = optim::ema_momentum(step_, std::max<std::int64_t>(1, total_steps()), cfg_.ema_base);
-                ema_->update(r.ema_decay);
+                ema_->update(ctx, r.ema_decay);
             }
             ++step_;
-            model_.params().zero_grad();
+            optim::zero_grad(ctx, model_.params());
             r.stepped = true;
         }
         return r;
@@ -103,41 +121,54 @@ public:
 
     /// Writes dir/checkpoint.safetensors (online + target under "target.") and
     /// dir/train_state.safetensors (AdamW moments, counters). Both writes are atomic.
-    void save(const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {}) {
+    void save(const Backend& ctx, const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {}) {
         std::filesystem::create_directories(dir);
-        std::vector<io::NamedArena<T>> arenas{{"", model_.params()}};
+        std::vector<io::NamedArena<T, Backend>> arenas{{"", model_.params()}};
         if (model_.has_target()) arenas.push_back({"target.", model_.target_params()});
-        io::save_params(dir / "checkpoint.safetensors", arenas, metadata);
+        io::save_params<T>(ctx, dir / "checkpoint.safetensors", arenas, metadata);
         io::TrainState st;
         st.step = step_;
         st.epoch = epoch_;
         st.iteration = it_;
         st.integers["micro"] = micro_;
         st.integers["seed"] = static_cast<std::int64_t>(cfg_.seed);
-        io::save_train_state<T>(dir / "train_state.safetensors", st, {adamw_.state()});
+        io::save_train_state<T, Backend>(ctx, dir / "train_state.safetensors", st, {adamw_.state()});
+    }
+    void save(const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {})
+        requires std::same_as<Backend, backend::Cpu>
+    {
+        save(backend::Cpu(), dir, metadata);
     }
     /// Restores what save() wrote; checks every name, shape and dtype.
-    void load(const std::filesystem::path& dir) {
+    void load(const Backend& ctx, const std::filesystem::path& dir) {
         const io::SafetensorsFile f(dir / "checkpoint.safetensors");
-        io::load_params(f, model_.params(), "", model_.has_target() ? io::Strictness::IgnoreUnexpected : io::Strictness::Strict);
-        if (model_.has_target()) io::load_params(f, model_.target_params(), "target.", io::Strictness::IgnoreUnexpected);
+        io::load_params(ctx, f, model_.params(), "",
+                        model_.has_target() ? io::Strictness::IgnoreUnexpected : io::Strictness::Strict);
+        if (model_.has_target()) io::load_params(ctx, f, model_.target_params(), "target.", io::Strictness::IgnoreUnexpected);
         io::TrainState st;
-        io::load_train_state<T>(dir / "train_state.safetensors", st, {adamw_.state()});
+        io::load_train_state<T, Backend>(ctx, dir / "train_state.safetensors", st, {adamw_.state()});
         LCMAE_CHECK(st.integers.count("seed") && std::uint64_t(st.integers.at("seed")) == cfg_.seed,
                     "'" << (dir / "train_state.safetensors").string() << "' was written with another seed; resume needs the same seed");
         step_ = st.step;
         epoch_ = st.epoch;
         it_ = st.iteration;
         micro_ = st.integers.at("micro");
-        model_.params().zero_grad();
+        optim::zero_grad(ctx, model_.params());
+    }
+    void load(const std::filesystem::path& dir)
+        requires std::same_as<Backend, backend::Cpu>
+    {
+        load(backend::Cpu(), dir);
     }
 
+    const optim::AdamW<T, Backend>& optimizer() const noexcept { return adamw_; }
+
 private:
-    models::LcmaeModel<T>& model_;
+    Model& model_;
     TrainConfig cfg_;
     std::int64_t iters_per_epoch_;
-    optim::AdamW<T> adamw_;
-    std::unique_ptr<optim::EmaUpdater<T>> ema_;
+    optim::AdamW<T, Backend> adamw_;
+    std::unique_ptr<optim::EmaUpdater<T, Backend>> ema_;
     double lr_max_ = 0;
     std::int64_t step_ = 0, epoch_ = 0, it_ = 0, micro_ = 0;
 };
