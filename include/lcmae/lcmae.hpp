@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "lcmae/backend/backend.hpp"
 #include "lcmae/backend/cpu.hpp"
 #include "lcmae/core/arena.hpp"
 #include "lcmae/core/buffer.hpp"
@@ -68,15 +69,17 @@ struct RunConfig {
 ///   B        the backbone (vit::Config<...> or a preset such as vit::Base16),
 ///   Loss     the guidance loss (loss::Cosine, InfoNCE, SmoothL1; loss::None = plain MAE / SimMIM),
 ///   Crop     the crop that makes the views (the data pipeline reads it: lcmae/data/views.hpp),
-///   Backend  backend::Cpu (the only backend implemented so far),
+///   Backend  backend::Cpu (default) or any type satisfying backend::Backend (backend::Cuda from
+///            lcmae/backend/cuda.cuh; include its header before instantiating),
 ///   Recipe   recipe::Default or a struct derived from it (lcmae/recipe.hpp).
-/// It owns the engine (models::LcmaeModel<float>) built from spec(RunConfig).
+/// It owns the engine (models::LcmaeModel<float, Backend>) built from spec(RunConfig).
 template <vit::Backbone B, loss::LossPolicy Loss, crop::CropPolicy Crop, class Backend = backend::Cpu,
           class Recipe = recipe::Default>
 class LCMAE {
-    static_assert(std::is_same_v<Backend, ::lcmae::backend::Cpu>,
-                  "LCMAE: only backend::Cpu is implemented; the CUDA backend is not available yet, so Backend "
-                  "must be lcmae::backend::Cpu");
+    static_assert(::lcmae::backend::Backend<Backend, float>,
+                  "LCMAE: Backend must be a backend context (lcmae::backend::Cpu, lcmae::backend::Cuda, or a type "
+                  "satisfying lcmae::backend::Backend: derived from ops::BackendTag, with ptr<T>, buffer<T> and "
+                  "every op of backend/ops.hpp; see docs/writing-a-backend.md)");
     static_assert(::lcmae::recipe::RecipePolicy<Recipe>,
                   "LCMAE: Recipe must provide the policy types Guidance, Pool, Guided, Views, Baseline and the "
                   "constants decoder_dim, decoder_depth, decoder_heads, head_hidden, projector_depth, "
@@ -93,7 +96,8 @@ public:
     using guided = typename Recipe::Guided;
     using views = typename Recipe::Views;
     using baseline = typename Recipe::Baseline;
-    using engine_type = models::LcmaeModel<float>;
+    using engine_type = models::LcmaeModel<float, Backend>;
+    using trainer_type = train::Trainer<float, Backend>;
 
     static constexpr bool guided_enabled = Loss::kind != models::GuidanceLoss::None;
     static constexpr bool simmim = baseline::kind == models::Baseline::SimMim;
@@ -146,7 +150,11 @@ public:
     /// Builds the engine; throws lcmae::Error for invalid numbers (e.g. Symmetric views with a mask
     /// ratio below 0.5) or a combination the engine rejects (guided::VisibleAndMask without the MAE
     /// baseline, global guidance and visible pooling).
-    explicit LCMAE(const RunConfig& rc = {}) : config_(rc), engine_(spec(rc), rc.seed) {}
+    explicit LCMAE(const RunConfig& rc = {})
+        requires Backend::host_memory
+        : config_(rc), engine_(spec(rc), rc.seed) {}
+    /// Any backend: parameters are initialised on the host and uploaded through ctx.
+    LCMAE(const Backend& ctx, const RunConfig& rc) : config_(rc), engine_(ctx, spec(rc), rc.seed) {}
     LCMAE(const LCMAE&) = delete;
     LCMAE& operator=(const LCMAE&) = delete;
 
@@ -160,10 +168,10 @@ public:
     engine_type& engine() noexcept { return engine_; }
     const engine_type& engine() const noexcept { return engine_; }
     const RunConfig& config() const noexcept { return config_; }
-    ParamArena<float>& params() noexcept { return engine_.params(); }
-    const ParamArena<float>& params() const noexcept { return engine_.params(); }
-    ParamArena<float>& target_params() noexcept { return engine_.target_params(); }
-    const ParamArena<float>& target_params() const noexcept { return engine_.target_params(); }
+    ParamArena<float, Backend>& params() noexcept { return engine_.params(); }
+    const ParamArena<float, Backend>& params() const noexcept { return engine_.params(); }
+    ParamArena<float, Backend>& target_params() noexcept { return engine_.target_params(); }
+    const ParamArena<float, Backend>& target_params() const noexcept { return engine_.target_params(); }
     bool has_target() const noexcept { return engine_.has_target(); }
 
 private:

@@ -1,33 +1,52 @@
-// lcmae/backend/cpu.hpp - the CPU backend tag: Eigen GEMMs on our buffers, OpenMP loops.
+// lcmae/backend/cpu.hpp - the CPU backend context: Eigen GEMMs on our buffers, OpenMP loops.
 //
-// A backend is a small tag type that also carries its run-time context. For the CPU that is the
-// thread count (default: the cores OpenMP sees). The op catalogue (backend/ops.hpp) overloads every
-// op on the backend type, so a model templated on Backend picks its implementation at compile time.
+// A backend is a small context type (a value: threads here; stream and handles on the GPU) that
+// names its memory handle `ptr<T>` and its owning buffer `buffer<T>`. Every op is a free function
+// in namespace lcmae::ops whose first argument is the context (backend/ops.hpp lists them and the
+// Backend concept in backend/backend.hpp checks them). On the CPU a handle is a plain pointer and a
+// buffer is a 64-byte aligned host array, so CPU code and tests can also read tensors directly.
 #pragma once
 
 #include <omp.h>
 
 #include <Eigen/Core>
 
+#include "lcmae/backend/tag.hpp"
+#include "lcmae/core/buffer.hpp"
 #include "lcmae/core/error.hpp"
 
 namespace lcmae::backend {
 
-struct Cpu {
+struct Cpu : ops::BackendTag {
     static constexpr const char* name = "cpu";
+    /// Handles are host pointers: generic code may not dereference them (backend::Strict in the
+    /// tests proves it does not), CPU-only code and tests may.
+    template <class T>
+    using ptr = T*;
+    /// One owning allocation (zeroed on resize): arenas and every per-step tensor live in these.
+    template <class T>
+    using buffer = AlignedBuffer<T>;
+    /// Host code may read this backend's memory without a download.
+    static constexpr bool host_memory = true;
 
     Cpu() : Cpu(omp_get_max_threads()) {}
-    explicit Cpu(int threads) { set_threads(threads); }
+    explicit Cpu(int threads) {
+        // Eigen's thread count is process-global; ours is per context. Our GEMM threads by panels
+        // (cpu/gemm.hpp), so Eigen itself always runs one thread: the same value for every context.
+        Eigen::setNbThreads(1);
+        set_threads(threads);
+    }
 
-    /// Sets the threads used by Eigen's GEMM and by our OpenMP loops. One level at a time: a loop
-    /// that is parallel over (batch x heads) runs single-threaded GEMMs inside.
+    /// The threads our OpenMP loops and GEMM panels use. The count is this context's own value:
+    /// every parallel region names it (num_threads), so two contexts never change each other.
+    /// Eigen's own thread count is set to 1 once: our GEMM splits panels itself.
     void set_threads(int threads) {
         LCMAE_CHECK(threads >= 1, "the CPU backend needs at least 1 thread, got " << threads);
         threads_ = threads;
-        omp_set_num_threads(threads);
-        Eigen::setNbThreads(threads);
     }
     int threads() const noexcept { return threads_; }
+    /// Work is done when an op returns.
+    void synchronize() const noexcept {}
 
 private:
     int threads_ = 1;

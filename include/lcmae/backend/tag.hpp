@@ -11,3 +11,13 @@
 namespace lcmae::ops {
 struct BackendTag {};
 }  // namespace lcmae::ops
+
+namespace lcmae {
+/// A backend's memory handle for T: `T*` on the CPU and for CUDA device memory, an opaque handle
+/// for backend::Strict (tests). Generic code holds tensors only through these.
+template <class B, class T>
+using dptr = typename B::template ptr<T>;
+/// A backend's owning allocation of T (RAII; resize(count) zero-fills; data() gives a dptr).
+template <class B, class T>
+using dbuffer = typename B::template buffer<T>;
+}  // namespace lcmae

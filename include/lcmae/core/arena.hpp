@@ -17,6 +17,8 @@
 #include <unordered_map>
 #include <vector>
 
+// The default backend (backend::Cpu) comes with its ops, so CPU users need no extra include.
+#include "lcmae/backend/cpu/ops_cpu.hpp"
 #include "lcmae/core/buffer.hpp"
 #include "lcmae/core/error.hpp"
 #include "lcmae/core/shape.hpp"
@@ -47,11 +49,16 @@ inline bool default_weight_decay(std::string_view name, const Shape& shape) {
     return !(name.size() >= 5 && name.substr(name.size() - 5) == ".bias");
 }
 
-/// All parameters of one model: a table of entries, a value buffer and a gradient buffer.
-/// Slots are padded to 16 elements so every tensor starts 64-byte aligned.
-template <class T>
+/// All parameters of one model: a table of entries, a value buffer and a gradient buffer, both in
+/// the backend's memory (the table is host data). Slots are padded to 16 elements so every tensor
+/// starts 64-byte aligned.
+template <class T, class Backend = backend::Cpu>
 class ParamArena {
 public:
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
+    using Buffer = dbuffer<Backend, T>;
+
     static constexpr std::size_t kPad = 16;
 
     /// Plans a trainable parameter. Only valid before allocate().
@@ -72,15 +79,15 @@ public:
     }
     bool allocated() const noexcept { return allocated_; }
 
-    T* value(Slot s) { check_ready(); return values_.data() + s.offset; }
-    const T* value(Slot s) const { check_ready(); return values_.data() + s.offset; }
-    T* grad(Slot s) { check_ready(); return grads_.data() + s.offset; }
-    const T* grad(Slot s) const { check_ready(); return grads_.data() + s.offset; }
+    Ptr value(Slot s) { check_ready(); return values_.data() + s.offset; }
+    CPtr value(Slot s) const { check_ready(); return CPtr(values_.data() + s.offset); }
+    Ptr grad(Slot s) { check_ready(); return grads_.data() + s.offset; }
+    CPtr grad(Slot s) const { check_ready(); return CPtr(grads_.data() + s.offset); }
 
-    AlignedBuffer<T>& values() noexcept { return values_; }
-    const AlignedBuffer<T>& values() const noexcept { return values_; }
-    AlignedBuffer<T>& grads() noexcept { return grads_; }
-    const AlignedBuffer<T>& grads() const noexcept { return grads_; }
+    Buffer& values() noexcept { return values_; }
+    const Buffer& values() const noexcept { return values_; }
+    Buffer& grads() noexcept { return grads_; }
+    const Buffer& grads() const noexcept { return grads_; }
 
     const std::vector<ParamEntry>& entries() const noexcept { return entries_; }
     std::vector<ParamEntry>& entries() noexcept { return entries_; }
@@ -113,7 +120,12 @@ public:
     /// Total padded size of the buffers in elements.
     std::size_t planned_size() const noexcept { return planned_; }
 
-    void zero_grad() noexcept { grads_.fill(T(0)); }
+    /// Host-memory backends only; generic code zeroes through the backend (optim::zero_grad).
+    void zero_grad() noexcept
+        requires Backend::host_memory
+    {
+        grads_.fill(T(0));
+    }
 
 private:
     Slot add_entry(std::string name, Shape shape, bool decay, EntryKind kind) {
@@ -133,16 +145,19 @@ private:
 
     std::vector<ParamEntry> entries_;
     std::unordered_map<std::string, std::size_t> index_;
-    AlignedBuffer<T> values_, grads_;
+    Buffer values_, grads_;
     std::size_t planned_ = 0;
     bool allocated_ = false;
 };
 
-/// Scratch memory for activations: planned by size for the largest batch, allocated once.
-/// Layers keep Slots and address memory as base + offset; nothing allocates inside a step.
-template <class T>
+/// Scratch memory for activations: planned by size for the largest batch, allocated once in the
+/// backend's memory. Layers keep Slots and address memory as base + offset; nothing allocates
+/// inside a step.
+template <class T, class Backend = backend::Cpu>
 class ActivationArena {
 public:
+    using Ptr = dptr<Backend, T>;
+
     static constexpr std::size_t kPad = 16;
     Slot reserve(std::size_t count) {
         LCMAE_CHECK(!allocated_, "cannot reserve activations after the arena was allocated");
@@ -156,7 +171,7 @@ public:
         allocated_ = true;
     }
     bool allocated() const noexcept { return allocated_; }
-    T* at(Slot s) {
+    Ptr at(Slot s) {
         LCMAE_CHECK(allocated_, "the activation arena is used before allocate()");
         return buffer_.data() + s.offset;
     }
@@ -164,9 +179,23 @@ public:
     std::size_t bytes() const noexcept { return planned_ * sizeof(T); }
 
 private:
-    AlignedBuffer<T> buffer_;
+    dbuffer<Backend, T> buffer_;
     std::size_t planned_ = 0;
     bool allocated_ = false;
 };
+
+/// A host (CPU) arena with exactly `a`'s table and layout: layers initialise their parameters
+/// into it on the host (they draw from the host RNG), and one upload moves them to the backend.
+template <class T, class Backend>
+ParamArena<T, backend::Cpu> host_layout(const ParamArena<T, Backend>& a) {
+    ParamArena<T, backend::Cpu> h;
+    for (const auto& e : a.entries()) {
+        const Slot s = e.kind == EntryKind::Buffer ? h.add_buffer(e.name, e.shape) : h.add(e.name, e.shape);
+        LCMAE_CHECK(s.offset == e.slot.offset, "host_layout: '" << e.name << "' landed at another offset");
+    }
+    h.entries() = a.entries();  // weight-decay flags and layer ids too
+    h.allocate();
+    return h;
+}
 
 }  // namespace lcmae

@@ -13,12 +13,10 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <span>
 #include <vector>
 
-#include "lcmae/models/losses.hpp"
 #include "lcmae/models/mae_decoder.hpp"
 #include "lcmae/models/masking.hpp"
 #include "lcmae/models/model_spec.hpp"
@@ -27,10 +25,19 @@
 
 namespace lcmae::models {
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 class LcmaeModel {
 public:
-    explicit LcmaeModel(const ModelSpec& spec, std::uint64_t seed = 0) : spec_(spec) {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
+    using Ids = dptr<Backend, const std::int64_t>;
+
+    /// A host-memory backend can build the model without a context (initialisation is host work).
+    explicit LcmaeModel(const ModelSpec& spec, std::uint64_t seed = 0)
+        requires Backend::host_memory
+        : LcmaeModel(Backend(1), spec, seed) {}
+    /// Parameters are initialised on the host and uploaded through `ctx` (which must outlive the call only).
+    LcmaeModel(const Backend& ctx, const ModelSpec& spec, std::uint64_t seed = 0) : spec_(spec) {
         validate(spec);
         const auto& e = spec.encoder;
         const long B = spec.max_batch, L = e.tokens(), D = e.dim;
@@ -42,25 +49,25 @@ public:
             LCMAE_CHECK(2 * K_ <= L, "the Symmetric view schedule needs disjoint keep sets, so a mask ratio >= 0.5; got "
                                          << spec.mask_ratio << " (keeps " << K_ << " of " << L << " tokens per view)");
         // ---- online model
-        encoder_ = std::make_unique<VitEncoder<T>>(P_, e, EncoderOptions{.max_batch = views_ * B, .max_keep = K_, .mask_token = simmim_});
+        encoder_ = std::make_unique<VitEncoder<T, Backend>>(P_, e, EncoderOptions{.max_batch = views_ * B, .max_keep = K_, .mask_token = simmim_});
         if (simmim_) {
-            simmim_decoder_ = nn::Linear<T>(P_, "decoder", D, e.patch_dim());
+            simmim_decoder_ = nn::Linear<T, Backend>(P_, "decoder", D, e.patch_dim());
         } else {
-            decoder_ = std::make_unique<MaeDecoder<T>>(P_, e, spec.decoder, B, K_);
+            decoder_ = std::make_unique<MaeDecoder<T, Backend>>(P_, e, spec.decoder, B, K_);
         }
         if (spec.guided_enabled()) {
             const long rows = token_wise() ? B * K_ : B;
             const int calls = 2 * views_;  // [global view v] = v, [token-wise view v] = 2 + v
             // Guided tokens "visible + mask" (Table 5e) pool the decoder-side sequence, of the decoder's width
             Fi_ = decoder_side() ? spec.decoder.dim : D;
-            head_ = nn::MlpHead<T>(P_, A_, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, calls});
-            predictor_ = nn::MlpHead<T>(P_, A_, "predictor", {D, spec.head_hidden, D, spec.predictor_depth, rows, calls});
+            head_ = nn::MlpHead<T, Backend>(P_, A_, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, calls});
+            predictor_ = nn::MlpHead<T, Backend>(P_, A_, "predictor", {D, spec.head_hidden, D, spec.predictor_depth, rows, calls});
             // ---- target: encoder + projector, same names, its own arena
             Kt_ = spec.target_mask_ratio > 0 ? len_keep(L, spec.target_mask_ratio) : L;
-            target_encoder_ = std::make_unique<VitEncoder<T>>(
+            target_encoder_ = std::make_unique<VitEncoder<T, Backend>>(
                 Pt_, e, EncoderOptions{.max_batch = views_ * B, .max_keep = Kt_, .forward_only = true});
-            if (decoder_side()) target_embed_ = nn::Linear<T>(Pt_, "decoder_embed", D, spec.decoder.dim);
-            target_head_ = nn::MlpHead<T>(Pt_, A_, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, 1});
+            if (decoder_side()) target_embed_ = nn::Linear<T, Backend>(Pt_, "decoder_embed", D, spec.decoder.dim);
+            target_head_ = nn::MlpHead<T, Backend>(Pt_, A_, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, 1});
         }
         // ---- model-level buffers
         images_ = A_.reserve(views_ * B * e.channels * e.image * e.image);
@@ -89,8 +96,11 @@ public:
         dq_ = A_.reserve(feat);
         A_.allocate();
         keep_.resize(static_cast<std::size_t>(views_ * B * K_));
+        keep_host_.resize(static_cast<std::size_t>(views_ * B * K_));
+        mask_host_.resize(static_cast<std::size_t>(B * L));
+        scalars_.resize(kScalars);
         if (spec.loss == GuidanceLoss::InfoNCE)
-            infonce_scratch_.resize(infonce_scratch_size((token_wise() ? B * K_ : B), D));
+            infonce_scratch_.resize(static_cast<std::size_t>(ops::infonce_scratch_size((token_wise() ? B * K_ : B), D)));
         if (simmim_) {
             LCMAE_CHECK(spec.simmim_block >= 1 && e.grid() % spec.simmim_block == 0,
                         "SimMIM mask block " << spec.simmim_block << " does not tile the " << e.grid() << "-patch grid");
@@ -102,32 +112,45 @@ public:
         if (Kt_ < L) {
             target_ids_.resize(static_cast<std::size_t>(views_ * B * L));
             target_keep_.resize(static_cast<std::size_t>(views_ * B * Kt_));
+            target_keep_host_.resize(static_cast<std::size_t>(views_ * B * Kt_));
         }
         P_.allocate();
-        encoder_->init(P_, seed);
-        if (decoder_) decoder_->init(P_, seed);
-        if (simmim_) simmim_decoder_.init(P_, seed);
-        if (spec.guided_enabled()) {
-            head_.init(P_, seed);
-            predictor_.init(P_, seed);
-            Pt_.allocate();
-            copy_online_to_target();
+        {  // SPEC 1 initialisation on the host, then one upload
+            auto host = host_layout(P_);
+            encoder_->init(host, seed);
+            if (decoder_) decoder_->init(host, seed);
+            if (simmim_) simmim_decoder_.init(host, seed);
+            if (spec.guided_enabled()) {
+                head_.init(host, seed);
+                predictor_.init(host, seed);
+            }
+            upload(ctx, long(P_.planned_size()), host.values().data(), P_.values().data());
         }
+        if (spec.guided_enabled()) {
+            Pt_.allocate();
+            copy_online_to_target(ctx);
+        }
+        ctx.synchronize();  // the host staging above dies here
     }
     LcmaeModel(const LcmaeModel&) = delete;
     LcmaeModel& operator=(const LcmaeModel&) = delete;
 
     /// SPEC 3: the target starts as an exact copy of the online encoder + projector.
-    void copy_online_to_target() {
+    void copy_online_to_target(const Backend& ctx) {
         for (const auto& te : Pt_.entries()) {
             const auto& oe = P_.entry(te.name);
-            std::memcpy(Pt_.value(te.slot), P_.value(oe.slot), sizeof(T) * te.slot.count);
+            copy(ctx, long(te.slot.count), CPtr(P_.value(oe.slot)), Pt_.value(te.slot));
         }
+    }
+    void copy_online_to_target()
+        requires Backend::host_memory
+    {
+        copy_online_to_target(Backend(1));
     }
 
     /// One micro-batch with masks drawn from `rng`. view1, view2: (B, C, H, W); view2 unused by
     /// plain MAE (may be null).
-    StepLosses forward_backward(const backend::Cpu& ctx, const T* view1, const T* view2, long B, Rng& rng,
+    StepLosses forward_backward(const Backend& ctx, const T* view1, const T* view2, long B, Rng& rng,
                                 double loss_scale = 1.0) {
         const long L = spec_.encoder.tokens();
         if (simmim_) {
@@ -143,85 +166,91 @@ public:
     /// MAE / LC-MAE with an injected ids_shuffle (B, L) (tests pass a fixed permutation). With a
     /// target mask ratio > 0 (Table 5c), target_ids_shuffle (V*B, L) says which tokens each target
     /// view keeps (the first int(L (1 - ratio)) of each row); V = 2 for the Symmetric schedule.
-    StepLosses forward_backward_mae(const backend::Cpu& ctx, const T* view1, const T* view2, long B,
+    /// Views and ids are host arrays; they are uploaded once here. The losses come back with one
+    /// download at the end of the step.
+    StepLosses forward_backward_mae(const Backend& ctx, const T* view1, const T* view2, long B,
                                     const std::int64_t* ids_shuffle, double loss_scale = 1.0,
                                     const std::int64_t* target_ids_shuffle = nullptr) {
         LCMAE_CHECK(!simmim_, "this model is LC-SimMIM: call forward_backward_simmim");
         check_batch(B, view1, view2);
-        if (spec_.guided_enabled() && Kt_ < spec_.encoder.tokens()) {
-            LCMAE_CHECK(target_ids_shuffle != nullptr, "target mask ratio " << spec_.target_mask_ratio
-                                                                             << " needs target_ids_shuffle");
-            const long L = spec_.encoder.tokens(), TB = views_ * B;
-            check_shuffle(target_ids_shuffle, TB, L);
-            for (long b = 0; b < TB; ++b)
-                for (long k = 0; k < Kt_; ++k) target_keep_[b * Kt_ + k] = target_ids_shuffle[b * L + k];
-        }
         const auto& e = spec_.encoder;
         const long L = e.tokens(), D = e.dim, K = K_, V = views_, img = e.channels * e.image * e.image;
+        if (spec_.guided_enabled() && Kt_ < L) {
+            LCMAE_CHECK(target_ids_shuffle != nullptr, "target mask ratio " << spec_.target_mask_ratio
+                                                                             << " needs target_ids_shuffle");
+            const long TB = views_ * B;
+            check_shuffle(target_ids_shuffle, TB, L);
+            keep_set(target_ids_shuffle, TB, L, 0, Kt_, target_keep_host_.data(), (T*)nullptr);
+            upload(ctx, TB * Kt_, target_keep_host_.data(), target_keep_.data());
+        }
         check_shuffle(ids_shuffle, B, L);
-        T* images = A_.at(images_);
-        std::memcpy(images, view1, sizeof(T) * B * img);
-        if (V == 2) std::memcpy(images + B * img, view2, sizeof(T) * B * img);
-        for (long v = 0; v < V; ++v) keep_set(ids_shuffle, B, L, v * K, K, keep_.data() + v * B * K, v == 0 ? A_.at(mask_) : (T*)nullptr);
+        Ptr images = A_.at(images_);
+        upload(ctx, B * img, view1, images);
+        if (V == 2) upload(ctx, B * img, view2, images + B * img);
+        for (long v = 0; v < V; ++v)
+            keep_set(ids_shuffle, B, L, v * K, K, keep_host_.data() + v * B * K, v == 0 ? mask_host_.data() : (T*)nullptr);
+        upload(ctx, V * B * K, keep_host_.data(), keep_.data());
+        upload(ctx, B * L, mask_host_.data(), A_.at(mask_));
+        fill(ctx, kScalars, 0.0, scalars_.data());
         // ---- MIM on view 1
-        const T* latent = encoder_->forward(ctx, P_, images, V * B, keep_.data(), K);
-        const T* pred = decoder_->forward(ctx, P_, latent, B, keep_.data(), K);
-        patchify_target(geom(), view1, B, A_.at(target_patches_));
-        StepLosses out;
-        out.mim = norm_pix_mse(pred, A_.at(target_patches_), A_.at(mask_), B, L, e.patch_dim(), spec_.norm_pix,
-                               A_.at(d_pred_), loss_scale);
-        T* d_latent = A_.at(d_latent_);
-        std::memset(d_latent, 0, sizeof(T) * V * B * (1 + K) * D);
+        const CPtr latent = encoder_->forward(ctx, P_, CPtr(images), V * B, keep(), K);
+        const CPtr pred = decoder_->forward(ctx, P_, latent, B, keep(), K);
+        patchify_target(ctx, e.channels, e.image, e.patch, B, CPtr(images), A_.at(target_patches_));
+        norm_pix_mse(ctx, B, L, e.patch_dim(), pred, CPtr(A_.at(target_patches_)), CPtr(A_.at(mask_)), spec_.norm_pix,
+                     loss_scale, A_.at(d_pred_), scalars_.data() + kMim);
+        const Ptr d_latent = A_.at(d_latent_);
+        fill(ctx, V * B * (1 + K) * D, T(0), d_latent);
         // ---- guidance (adds into d_latent)
-        if (spec_.guided_enabled()) out.gg = guidance(ctx, latent, view1, view2, B, loss_scale);
-        decoder_->backward(ctx, P_, A_.at(d_pred_), A_.at(d_lat1_));
-        add_inplace(d_latent, A_.at(d_lat1_), B * (1 + K) * D);
-        encoder_->backward(ctx, P_, d_latent);
-        out.total = out.mim + spec_.alpha * out.gg;
-        return out;
+        if (spec_.guided_enabled()) guidance(ctx, latent, view2, B, loss_scale);
+        decoder_->backward(ctx, P_, CPtr(A_.at(d_pred_)), A_.at(d_lat1_));
+        add_inplace(ctx, B * (1 + K) * D, CPtr(A_.at(d_lat1_)), d_latent);
+        encoder_->backward(ctx, P_, CPtr(d_latent));
+        return read_losses(ctx);
     }
 
-    /// LC-SimMIM with an injected per-token mask w (B, L), 1 = masked (Paper schedule).
-    StepLosses forward_backward_simmim(const backend::Cpu& ctx, const T* view1, const T* view2, long B, const T* w,
+    /// LC-SimMIM with an injected per-token mask w (B, L) (host), 1 = masked (Paper schedule).
+    StepLosses forward_backward_simmim(const Backend& ctx, const T* view1, const T* view2, long B, const T* w,
                                        double loss_scale = 1.0) {
         LCMAE_CHECK(simmim_, "this model is not LC-SimMIM: call forward_backward_mae");
         check_batch(B, view1, view2);
         const auto& e = spec_.encoder;
-        const long L = e.tokens(), D = e.dim, Pd = e.patch_dim(), N = 1 + L;
+        const long L = e.tokens(), D = e.dim, Pd = e.patch_dim(), N = 1 + L, img = e.channels * e.image * e.image;
         long masked = 0;
-        for (long i = 0; i < B * L; ++i) {
+        for (long i = 0; i < B * L; ++i) {  // host data: the caller's mask, validated before upload
             LCMAE_CHECK(w[i] == T(0) || w[i] == T(1), "SimMIM mask values must be 0 or 1, got " << w[i] << " at " << i);
             masked += w[i] == T(1);
         }
         LCMAE_CHECK(masked > 0 && masked < B * L, "the SimMIM mask must mask some but not all tokens");
-        std::memcpy(A_.at(mask_), w, sizeof(T) * B * L);
-        const T* latent = encoder_->forward_masked(ctx, P_, view1, B, w);
-        T* rows = A_.at(rows_);
-        for (long b = 0; b < B; ++b) std::memcpy(rows + b * L * D, latent + (b * N + 1) * D, sizeof(T) * L * D);
-        simmim_decoder_.forward(ctx, P_, rows, A_.at(pred_), B * L);
-        patchify_target(geom(), view1, B, A_.at(target_patches_));
-        StepLosses out;
-        out.mim = simmim_l1(A_.at(pred_), A_.at(target_patches_), w, B, L, Pd, e.patch * e.patch, e.channels,
-                            A_.at(d_pred_), loss_scale);
-        T* d_latent = A_.at(d_latent_);
-        std::memset(d_latent, 0, sizeof(T) * B * N * D);
-        if (spec_.guided_enabled()) out.gg = guidance(ctx, latent, view1, view2, B, loss_scale);
-        T* d_rows = A_.at(d_rows_);
-        simmim_decoder_.backward(ctx, P_, rows, A_.at(d_pred_), d_rows, B * L);
-        for (long b = 0; b < B; ++b) add_inplace(d_latent + (b * N + 1) * D, d_rows + b * L * D, L * D);
-        encoder_->backward(ctx, P_, d_latent);
-        out.total = out.mim + spec_.alpha * out.gg;
-        return out;
+        const Ptr images = A_.at(images_);
+        upload(ctx, B * img, view1, images);
+        upload(ctx, B * L, w, A_.at(mask_));
+        fill(ctx, kScalars, 0.0, scalars_.data());
+        const CPtr mask = A_.at(mask_);
+        const CPtr latent = encoder_->forward_masked(ctx, P_, CPtr(images), B, mask);
+        const Ptr rows = A_.at(rows_);
+        copy_rows(ctx, B, L * D, latent + D, N * D, rows, L * D);  // drop the cls rows
+        simmim_decoder_.forward(ctx, P_, CPtr(rows), A_.at(pred_), B * L);
+        patchify_target(ctx, e.channels, e.image, e.patch, B, CPtr(images), A_.at(target_patches_));
+        simmim_l1(ctx, B, L, Pd, e.patch * e.patch, e.channels, CPtr(A_.at(pred_)), CPtr(A_.at(target_patches_)), mask,
+                  loss_scale, A_.at(d_pred_), scalars_.data() + kMim);
+        const Ptr d_latent = A_.at(d_latent_);
+        fill(ctx, B * N * D, T(0), d_latent);
+        if (spec_.guided_enabled()) guidance(ctx, latent, view2, B, loss_scale);
+        const Ptr d_rows = A_.at(d_rows_);
+        simmim_decoder_.backward(ctx, P_, CPtr(rows), CPtr(A_.at(d_pred_)), d_rows, B * L);
+        add_rows(ctx, B, L * D, CPtr(d_rows), L * D, d_latent + D, N * D);
+        encoder_->backward(ctx, P_, CPtr(d_latent));
+        return read_losses(ctx);
     }
 
-    ParamArena<T>& params() noexcept { return P_; }
-    const ParamArena<T>& params() const noexcept { return P_; }
+    ParamArena<T, Backend>& params() noexcept { return P_; }
+    const ParamArena<T, Backend>& params() const noexcept { return P_; }
     /// The target (EMA) arena; empty for plain MAE.
-    ParamArena<T>& target_params() noexcept { return Pt_; }
-    const ParamArena<T>& target_params() const noexcept { return Pt_; }
+    ParamArena<T, Backend>& target_params() noexcept { return Pt_; }
+    const ParamArena<T, Backend>& target_params() const noexcept { return Pt_; }
     bool has_target() const noexcept { return spec_.guided_enabled(); }
     const ModelSpec& spec() const noexcept { return spec_; }
-    VitEncoder<T>& encoder() noexcept { return *encoder_; }
+    VitEncoder<T, Backend>& encoder() noexcept { return *encoder_; }
     long kept_tokens() const noexcept { return K_; }
     long online_views() const noexcept { return views_; }
     /// Activation memory (bytes) of the model-level buffers and every component.
@@ -283,105 +312,125 @@ private:
         if (spec_.guided_enabled())
             LCMAE_CHECK(spec_.loss != GuidanceLoss::InfoNCE || B >= 2, "InfoNCE needs a batch of at least 2");
     }
-    static void add_inplace(T* y, const T* x, long n) {
-        for (long i = 0; i < n; ++i) y[i] += x[i];
+    // Scalars a step reports, written by the loss ops into backend memory and read once per step.
+    static constexpr long kMim = 0, kGuidance = 1, kScalars = 8;  // [kGuidance + 2 kind + pair]
+    StepLosses read_losses(const Backend& ctx) {
+        double h[kScalars];
+        download(ctx, kScalars, dptr<Backend, const double>(scalars_.data()), h);
+        StepLosses out;
+        out.mim = h[kMim];
+        for (long i = 0; i < 4; ++i) out.gg += gg_weight_[i] * h[kGuidance + i];
+        out.total = out.mim + spec_.alpha * out.gg;
+        return out;
     }
+    Ids keep() const { return Ids(keep_.data()); }
 
-    // Guidance loss L_GG; adds alpha * dL_GG/dlatent (times loss_scale) into d_latent.
-    double guidance(const backend::Cpu& ctx, const T* latent, const T* /*view1: already in images_*/, const T* view2, long B,
-                    double loss_scale) {
+    // Guidance loss L_GG into scalars_; adds alpha * dL_GG/dlatent (times loss_scale) into d_latent.
+    void guidance(const Backend& ctx, CPtr latent, const T* view2, long B, double loss_scale) {
         const auto& e = spec_.encoder;
         const long L = e.tokens(), D = e.dim, V = views_;
         const long N_on = simmim_ ? 1 + L : 1 + K_;
+        const bool cls = spec_.pool == PoolTokens::Cls;
+        const CPtr no_weights(nullptr);
         // target: both full views (Symmetric) or view 2 (Paper); eval mode, no gradient
-        T* timgs = A_.at(images_);  // reuse: view 1 then view 2, as for the online pass
+        const Ptr timgs = A_.at(images_);  // reuse: view 1 then view 2, as for the online pass
         const long img = e.channels * e.image * e.image;
         long TV = 1;
         if (V == 2) {
             TV = 2;  // images_ already holds [view1; view2]
         } else {
-            std::memcpy(timgs, view2, sizeof(T) * B * img);
+            upload(ctx, B * img, view2, timgs);
         }
         const bool target_masked = Kt_ < L;
-        const T* tlat = target_encoder_->forward(ctx, Pt_, timgs, TV * B, target_masked ? target_keep_.data() : nullptr, Kt_);
+        const CPtr tlat = target_encoder_->forward(ctx, Pt_, CPtr(timgs), TV * B,
+                                                   target_masked ? Ids(target_keep_.data()) : Ids(nullptr), Kt_);
         // pairs (online view v, target view u, weight)
         struct Pair { long v, u; double w; };
         static constexpr Pair kSymmetric[2] = {{0, 1, 0.5}, {1, 0, 0.5}};
         static constexpr Pair kPaper[1] = {{0, 0, 1.0}};
         const std::span<const Pair> pairs = V == 2 ? std::span<const Pair>(kSymmetric) : std::span<const Pair>(kPaper);
-        double gg = 0;
-        T* d_latent = A_.at(d_latent_);
+        const Ptr d_latent = A_.at(d_latent_);
         const double scale = spec_.alpha * loss_scale;
         const bool global = spec_.guidance != GuidanceType::TokenWise;
         const bool tokens = spec_.guidance != GuidanceType::Global;
+        const CPtr mask = simmim_ ? CPtr(A_.at(mask_)) : no_weights;  // SimMIM pools its unmasked tokens
+        for (double& w : gg_weight_) w = 0;
         // Online features for every view first (so BatchNorm sees view 1 then view 2 in each layer).
         for (int kind = 0; kind < 2; ++kind) {
             if ((kind == 0 && !global) || (kind == 1 && !tokens)) continue;
             const long R = kind == 0 ? B : B * K_;  // rows per view
             const long Fw = kind == 0 ? Fi_ : D;      // width of the head inputs
-            T* feat = A_.at(feat_);
-            T* tfeat = A_.at(tfeat_);
-            T* tbuf = A_.at(t_);
-            T* dq = A_.at(dq_);
-            const T* q[2] = {nullptr, nullptr};
+            const Ptr feat = A_.at(feat_);
+            const Ptr tfeat = A_.at(tfeat_);
+            const Ptr tbuf = A_.at(t_);
+            const Ptr dq = A_.at(dq_);
+            CPtr q[2] = {nullptr, nullptr};
             for (long v = 0; v < V; ++v) {
-                T* f = feat + v * R * Fw;
-                const T* lat = latent + v * B * N_on * D;
+                const Ptr f = feat + v * R * Fw;
+                const CPtr lat = latent + v * B * N_on * D;
                 if (kind == 0 && decoder_side()) {
-                    T* m = A_.at(mean_visible_) + v * B * D;
-                    pool_online(lat, B, N_on, m);
-                    decoder_side_pool(ctx, m, B, f);
-                } else if (kind == 0) pool_online(lat, B, N_on, f);
-                else for (long b = 0; b < B; ++b) std::memcpy(f + b * K_ * D, lat + (b * N_on + 1) * D, sizeof(T) * K_ * D);
+                    const Ptr m = A_.at(mean_visible_) + v * B * D;
+                    pool_tokens(ctx, B, N_on, D, lat, no_weights, cls, m);
+                    decoder_side_pool(ctx, CPtr(m), B, f);
+                } else if (kind == 0) {
+                    pool_tokens(ctx, B, N_on, D, lat, mask, cls, f);
+                } else {
+                    copy_rows(ctx, B, K_ * D, lat + D, N_on * D, f, K_ * D);
+                }
                 const int call = int(kind * 2 + v);
-                const T* h = head_.forward(ctx, P_, A_, f, R, true, call);
+                const CPtr h = head_.forward(ctx, P_, A_, CPtr(f), R, true, call);
                 q[v] = predictor_.forward(ctx, P_, A_, h, R, true, call);
             }
-            std::memset(dq, 0, sizeof(T) * V * R * D);
-            for (const auto& pr : pairs) {
+            fill(ctx, V * R * D, T(0), dq);
+            for (std::size_t pi = 0; pi < pairs.size(); ++pi) {
+                const Pair& pr = pairs[pi];
                 // target features of view u matching online view v
-                const T* tl = tlat + pr.u * B * (1 + Kt_) * D;
-                T* tf = tfeat + pr.v * R * Fw;
+                const CPtr tl = tlat + pr.u * B * (1 + Kt_) * D;
+                const Ptr tf = tfeat + pr.v * R * Fw;
                 if (kind == 0 && decoder_side()) {
                     // the target's decoder-side sequence has no mask tokens: decoder_embed of its mean
-                    pool_target(tl, B, A_.at(target_pool_));
-                    target_embed_.forward(ctx, Pt_, A_.at(target_pool_), tf, B);
-                } else if (kind == 0) pool_target(tl, B, tf);
-                else
-                    for (long b = 0; b < B; ++b)
-                        for (long k = 0; k < K_; ++k)
-                            std::memcpy(tf + (b * K_ + k) * D, tl + (b * (1 + L) + 1 + keep_[(pr.v * B + b) * K_ + k]) * D, sizeof(T) * D);
-                const T* t = target_head_.forward(ctx, Pt_, A_, tf, R, false, 0);
-                std::memcpy(tbuf + pr.v * R * D, t, sizeof(T) * R * D);
-                gg += pr.w * loss(q[pr.v], tbuf + pr.v * R * D, R, D, dq + pr.v * R * D, scale * pr.w);
+                    pool_tokens(ctx, B, 1 + Kt_, D, tl, no_weights, cls, A_.at(target_pool_));
+                    target_embed_.forward(ctx, Pt_, CPtr(A_.at(target_pool_)), tf, B);
+                } else if (kind == 0) {
+                    pool_tokens(ctx, B, 1 + Kt_, D, tl, no_weights, cls, tf);
+                } else {
+                    gather_rows(ctx, B, 1 + L, K_, D, tl + D, Ids(keep_.data() + pr.v * B * K_), tf);
+                }
+                const CPtr t = target_head_.forward(ctx, Pt_, A_, CPtr(tf), R, false, 0);
+                copy(ctx, R * D, t, tbuf + pr.v * R * D);
+                const long slot = kind * 2 + long(pi);
+                gg_weight_[slot] = pr.w;
+                loss(ctx, q[pr.v], CPtr(tbuf + pr.v * R * D), R, D, dq + pr.v * R * D, scale * pr.w,
+                     scalars_.data() + kGuidance + slot);
             }
             for (long v = 0; v < V; ++v) {
                 const int call = int(kind * 2 + v);
-                T* dh = A_.at(d_feat_);  // (R, D) scratch
-                predictor_.backward(ctx, P_, A_, dq + v * R * D, dh, R, call);
-                T* df = feat + v * R * Fw;  // features no longer needed: reuse as d_features
-                head_.backward(ctx, P_, A_, dh, df, R, call);
-                T* dl = d_latent + v * B * N_on * D;
+                const Ptr dh = A_.at(d_feat_);  // (R, D) scratch
+                predictor_.backward(ctx, P_, A_, CPtr(dq + v * R * D), dh, R, call);
+                const Ptr df = feat + v * R * Fw;  // features no longer needed: reuse as d_features
+                head_.backward(ctx, P_, A_, CPtr(dh), df, R, call);
+                const Ptr dl = d_latent + v * B * N_on * D;
                 if (kind == 0 && decoder_side()) {
-                    decoder_side_unpool(ctx, A_.at(mean_visible_) + v * B * D, df, B, A_.at(d_mean_));
-                    unpool_online(A_.at(d_mean_), B, N_on, dl, v);
-                } else if (kind == 0) unpool_online(df, B, N_on, dl, v);
-                else
-                    for (long b = 0; b < B; ++b) add_inplace(dl + (b * N_on + 1) * D, df + b * K_ * D, K_ * D);
+                    decoder_side_unpool(ctx, CPtr(A_.at(mean_visible_) + v * B * D), CPtr(df), B, A_.at(d_mean_));
+                    unpool_tokens_add(ctx, B, N_on, D, CPtr(A_.at(d_mean_)), no_weights, cls, dl);
+                } else if (kind == 0) {
+                    unpool_tokens_add(ctx, B, N_on, D, CPtr(df), mask, cls, dl);
+                } else {
+                    add_rows(ctx, B, K_ * D, CPtr(df), K_ * D, dl + D, N_on * D);
+                }
             }
         }
-        return gg;
     }
 
-    double loss(const T* q, const T* t, long R, long D, T* dq, double scale) {
+    void loss(const Backend& ctx, CPtr q, CPtr t, long R, long D, Ptr dq, double scale, dptr<Backend, double> out) {
         switch (spec_.loss) {
-            case GuidanceLoss::Cosine: return guidance_cosine(q, t, R, D, dq, scale);
+            case GuidanceLoss::Cosine: guidance_cosine(ctx, R, D, q, t, scale, dq, out); return;
             case GuidanceLoss::InfoNCE:
-                return guidance_infonce(q, t, R, D, spec_.temperature, dq, scale, infonce_scratch_.data());
-            case GuidanceLoss::SmoothL1: return guidance_smooth_l1(q, t, R, D, spec_.smooth_l1_beta, dq, scale);
+                guidance_infonce(ctx, R, D, spec_.temperature, q, t, scale, dq, infonce_scratch_.data(), out);
+                return;
+            case GuidanceLoss::SmoothL1: guidance_smooth_l1(ctx, R, D, spec_.smooth_l1_beta, q, t, scale, dq, out); return;
             case GuidanceLoss::None: break;
         }
-        return 0.0;
     }
 
     bool decoder_side() const { return spec_.guided_enabled() && spec_.guided == GuidedTokens::VisibleAndMask; }
@@ -390,71 +439,22 @@ private:
     // L - K mask tokens, before the decoder's pos-embed). decoder_embed is linear, so with m the mean
     // of the visible encoder tokens: pool = (K/L) (W m + b) + ((L-K)/L) mask_token - no need to
     // build the sequence, and the same formula serves view 2 of the Symmetric schedule.
-    void decoder_side_pool(const backend::Cpu& ctx, const T* m, long B, T* out) const {
+    void decoder_side_pool(const Backend& ctx, CPtr m, long B, Ptr out) const {
         const long L = spec_.encoder.tokens(), Dd = Fi_;
         const T kv = T(double(K_) / double(L)), km = T(double(L - K_) / double(L));
         decoder_->embed().forward(ctx, P_, m, out, B);
-        const T* mt = P_.value(decoder_->mask_token());
-        for (long b = 0; b < B; ++b)
-            for (long c = 0; c < Dd; ++c) out[b * Dd + c] = kv * out[b * Dd + c] + km * mt[c];
+        scale_add_broadcast(ctx, B, Dd, kv, out, km, P_.value(decoder_->mask_token()));
     }
     // Backward of decoder_side_pool: d_out (B, Dd) -> d_m (B, D) written; decoder_embed and
     // mask_token gradients accumulate.
-    void decoder_side_unpool(const backend::Cpu& ctx, const T* m, const T* d_out, long B, T* d_m) {
+    void decoder_side_unpool(const Backend& ctx, CPtr m, CPtr d_out, long B, Ptr d_m) {
         const long L = spec_.encoder.tokens(), Dd = Fi_;
         const T kv = T(double(K_) / double(L)), km = T(double(L - K_) / double(L));
-        T* dy = A_.at(d_embed_);
-        T* dmt = P_.grad(decoder_->mask_token());
-        for (long b = 0; b < B; ++b)
-            for (long c = 0; c < Dd; ++c) {
-                dy[b * Dd + c] = kv * d_out[b * Dd + c];
-                dmt[c] += km * d_out[b * Dd + c];
-            }
-        decoder_->embed().backward(ctx, P_, m, dy, d_m, B);
-    }
-
-    // Online pooling: mean of the non-cls tokens (SimMIM: of the unmasked ones), or the cls token.
-    void pool_online(const T* lat, long B, long N, T* out) const {
-        const long D = spec_.encoder.dim, L = spec_.encoder.tokens();
-        const T* w = A_.at(mask_);
-        for (long b = 0; b < B; ++b) {
-            T* o = out + b * D;
-            if (spec_.pool == PoolTokens::Cls) { std::memcpy(o, lat + b * N * D, sizeof(T) * D); continue; }
-            std::fill(o, o + D, T(0));
-            long count = 0;
-            for (long n = 1; n < N; ++n) {
-                if (simmim_ && w[b * L + n - 1] != T(0)) continue;
-                ++count;
-                for (long c = 0; c < D; ++c) o[c] += lat[(b * N + n) * D + c];
-            }
-            for (long c = 0; c < D; ++c) o[c] /= T(count);
-        }
-    }
-    void unpool_online(const T* d, long B, long N, T* dl, long /*view*/) const {
-        const long D = spec_.encoder.dim, L = spec_.encoder.tokens();
-        const T* w = A_.at(mask_);
-        for (long b = 0; b < B; ++b) {
-            const T* g = d + b * D;
-            if (spec_.pool == PoolTokens::Cls) { add_inplace(dl + b * N * D, g, D); continue; }
-            long count = 0;
-            for (long n = 1; n < N; ++n) count += !(simmim_ && w[b * L + n - 1] != T(0));
-            for (long n = 1; n < N; ++n) {
-                if (simmim_ && w[b * L + n - 1] != T(0)) continue;
-                for (long c = 0; c < D; ++c) dl[(b * N + n) * D + c] += g[c] / T(count);
-            }
-        }
-    }
-    // Target pooling over its (possibly masked, Table 5c) visible tokens, or its cls token.
-    void pool_target(const T* lat, long B, T* out) const {
-        const long D = spec_.encoder.dim, N = 1 + Kt_;
-        for (long b = 0; b < B; ++b) {
-            T* o = out + b * D;
-            if (spec_.pool == PoolTokens::Cls) { std::memcpy(o, lat + b * N * D, sizeof(T) * D); continue; }
-            std::fill(o, o + D, T(0));
-            for (long n = 1; n < N; ++n)
-                for (long c = 0; c < D; ++c) o[c] += lat[(b * N + n) * D + c];
-            for (long c = 0; c < D; ++c) o[c] /= T(N - 1);
-        }
+        const Ptr dy = A_.at(d_embed_);
+        copy(ctx, B * Dd, d_out, dy);
+        scale_inplace(ctx, B * Dd, kv, dy);
+        col_sum_add(ctx, B, Dd, km, d_out, P_.grad(decoder_->mask_token()));
+        decoder_->embed().backward(ctx, P_, m, CPtr(dy), d_m, B);
     }
 
     ModelSpec spec_;
@@ -462,16 +462,22 @@ private:
     long views_ = 1, K_ = 0;
     long Kt_ = 0;  // tokens the target sees (all unless Table 5c masks it)
     long Fi_ = 0;  // width of the projector input (the decoder width for Table 5e)
-    ParamArena<T> P_, Pt_;
-    mutable ActivationArena<T> A_;
-    std::unique_ptr<VitEncoder<T>> encoder_, target_encoder_;
-    std::unique_ptr<MaeDecoder<T>> decoder_;
-    nn::Linear<T> simmim_decoder_, target_embed_;
-    nn::MlpHead<T> head_, predictor_, target_head_;
+    ParamArena<T, Backend> P_, Pt_;
+    mutable ActivationArena<T, Backend> A_;
+    std::unique_ptr<VitEncoder<T, Backend>> encoder_, target_encoder_;
+    std::unique_ptr<MaeDecoder<T, Backend>> decoder_;
+    nn::Linear<T, Backend> simmim_decoder_, target_embed_;
+    nn::MlpHead<T, Backend> head_, predictor_, target_head_;
     Slot mean_visible_, d_mean_, d_embed_, target_pool_;
     Slot images_, d_lat1_, mask_, target_patches_, d_pred_, d_latent_, rows_, pred_, d_rows_, feat_, d_feat_, tfeat_, t_, dq_;
-    std::vector<std::int64_t> keep_, ids_, target_ids_, target_keep_;
-    std::vector<double> noise_, infonce_scratch_;
+    // backend memory: this step's keep lists, the loss scalars, the InfoNCE scratch
+    dbuffer<Backend, std::int64_t> keep_, target_keep_;
+    dbuffer<Backend, double> scalars_, infonce_scratch_;
+    double gg_weight_[4] = {0, 0, 0, 0};  // host: each guidance term's weight in L_GG
+    // host data: masks are drawn on the host (counter-based RNG) and uploaded once per step
+    std::vector<std::int64_t> ids_, target_ids_, keep_host_, target_keep_host_;
+    std::vector<T> mask_host_;
+    std::vector<double> noise_;
     std::vector<T> simmim_mask_;
     std::vector<long> block_order_;
 };

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -22,21 +21,25 @@ struct DecoderDims {
     long dim = 512, depth = 8, heads = 16;
 };
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 class MaeDecoder {
 public:
-    MaeDecoder(ParamArena<T>& P, const vit::VitDims& enc, const DecoderDims& dd, long max_batch, long max_keep)
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
+    using Ids = dptr<Backend, const std::int64_t>;
+
+    MaeDecoder(ParamArena<T, Backend>& P, const vit::VitDims& enc, const DecoderDims& dd, long max_batch, long max_keep)
         : enc_(enc), dd_(dd), max_batch_(max_batch), max_keep_(max_keep) {
         LCMAE_CHECK(dd.heads > 0 && dd.dim % dd.heads == 0,
                     "decoder width " << dd.dim << " is not divisible by " << dd.heads << " heads");
         LCMAE_CHECK(dd.dim % 4 == 0, "decoder width " << dd.dim << " must be a multiple of 4 (sin-cos pos-embed)");
         const long L = enc.tokens(), N = 1 + L;
-        embed_ = nn::Linear<T>(P, "decoder_embed", enc.dim, dd.dim);
+        embed_ = nn::Linear<T, Backend>(P, "decoder_embed", enc.dim, dd.dim);
         mask_token_ = P.add("mask_token", Shape{1, 1, dd.dim});
         const nn::BlockPlan bp{dd.dim, dd.heads, 4 * dd.dim, max_batch, N};
         for (long i = 0; i < dd.depth; ++i) blocks_.emplace_back(P, A_, "decoder_blocks." + std::to_string(i), bp);
-        norm_ = nn::LayerNorm<T>(P, "decoder_norm", dd.dim);
-        pred_ = nn::Linear<T>(P, "decoder_pred", dd.dim, enc.patch_dim());
+        norm_ = nn::LayerNorm<T, Backend>(P, "decoder_norm", dd.dim);
+        pred_ = nn::Linear<T, Backend>(P, "decoder_pred", dd.dim, enc.patch_dim());
         scratch_.plan(A_, bp);
         emb_ = A_.reserve(max_batch * (1 + max_keep) * dd.dim);
         x0_ = A_.reserve(max_batch * N * dd.dim);
@@ -48,14 +51,16 @@ public:
         dout_ = A_.reserve(max_batch * N * enc.patch_dim());
         dx_ = A_.reserve(max_batch * N * dd.dim);
         demb_ = A_.reserve(max_batch * (1 + max_keep) * dd.dim);
+        pos_slot_ = A_.reserve(N * dd.dim);
         A_.allocate();
-        pos_ = nn::sincos_pos_embed_2d<T>(dd.dim, enc.grid());
-        slot_of_.reserve(static_cast<std::size_t>(max_batch * L));
+        slot_of_.resize(static_cast<std::size_t>(max_batch * L));
+        pos_ = nn::sincos_pos_embed_2d<T>(dd.dim, enc.grid());  // host copy; uploaded by the first forward
     }
     MaeDecoder(const MaeDecoder&) = delete;
     MaeDecoder& operator=(const MaeDecoder&) = delete;
 
-    void init(ParamArena<T>& P, std::uint64_t seed) const {
+    template <class HostParams>
+    void init(HostParams& P, std::uint64_t seed) const {
         embed_.init(P, seed);
         nn::init_normal(P.value(mask_token_), dd_.dim, 0.02, nn::init_rng(seed, "mask_token"));
         for (const auto& b : blocks_) b.init(P, seed);
@@ -63,33 +68,22 @@ public:
         pred_.init(P, seed);
     }
 
-    /// latent (B, 1 + K, D) from the encoder run with keep (B, K). Returns pred (B, L, p*p*C).
-    const T* forward(const backend::Cpu& ctx, const ParamArena<T>& P, const T* latent, long B,
-                     const std::int64_t* keep, long K) {
+    /// latent (B, 1 + K, D) from the encoder run with keep (B, K) (int64, backend memory).
+    /// Returns pred (B, L, p*p*C). latent must stay valid until backward.
+    CPtr forward(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr latent, long B, Ids keep, long K) {
         LCMAE_CHECK(B >= 1 && B <= max_batch_, "decoder batch " << B << " is outside [1, " << max_batch_ << "]");
         LCMAE_CHECK(K >= 1 && K <= max_keep_, "decoder got " << K << " kept tokens; planned [1, " << max_keep_ << "]");
         const long L = enc_.tokens(), N = 1 + L, Dd = dd_.dim;
         B_ = B; K_ = K; latent_ = latent;
-        slot_of_.assign(static_cast<std::size_t>(B * L), -1);
-        for (long b = 0; b < B; ++b)
-            for (long k = 0; k < K; ++k) {
-                const std::int64_t n = keep[b * K + k];
-                LCMAE_CHECK(n >= 0 && n < L, "kept token id " << n << " is outside [0, " << L << ")");
-                slot_of_[b * L + n] = k;
-            }
-        T* emb = A_.at(emb_);
+        if (!pos_uploaded_) {
+            upload(ctx, long(pos_.size()), pos_.data(), A_.at(pos_slot_));
+            pos_uploaded_ = true;
+        }
+        keep_to_slots(ctx, B, L, K, keep, slot_of_.data());
+        Ptr emb = A_.at(emb_);
         embed_.forward(ctx, P, latent, emb, B * (1 + K));
-        T* x0 = A_.at(x0_);
-        const T* mt = P.value(mask_token_);
-        for (long b = 0; b < B; ++b)
-            for (long n = 0; n < N; ++n) {
-                const T* src = n == 0 ? emb + b * (1 + K) * Dd
-                                      : (slot_of_[b * L + n - 1] >= 0 ? emb + (b * (1 + K) + 1 + slot_of_[b * L + n - 1]) * Dd : mt);
-                T* o = x0 + (b * N + n) * Dd;
-                const T* pe = pos_.data() + n * Dd;
-                for (long c = 0; c < Dd; ++c) o[c] = src[c] + pe[c];
-            }
-        const T* x = x0;
+        decoder_assemble(ctx, B, L, K, Dd, CPtr(emb), slots(), P.value(mask_token_), CPtr(A_.at(pos_slot_)), A_.at(x0_));
+        CPtr x = A_.at(x0_);
         for (const auto& blk : blocks_) {
             blk.forward(ctx, P, A_, x, B, N);
             x = A_.at(blk.out);
@@ -97,41 +91,30 @@ public:
         norm_.forward(ctx, P, x, A_.at(normed_), A_.at(mean_), A_.at(rstd_), B * N);
         pred_.forward(ctx, P, A_.at(normed_), A_.at(out_), B * N);
         const long Pd = enc_.patch_dim();
-        T* rows = A_.at(pred_rows_);
-        for (long b = 0; b < B; ++b) std::memcpy(rows + b * L * Pd, A_.at(out_) + (b * N + 1) * Pd, sizeof(T) * L * Pd);
+        Ptr rows = A_.at(pred_rows_);
+        copy_rows(ctx, B, L * Pd, CPtr(A_.at(out_) + Pd), N * Pd, rows, L * Pd);  // drop the cls row
         return rows;
     }
 
     /// d_pred (B, L, p*p*C) -> d_latent (B, 1 + K, D), written. Parameter gradients accumulate.
-    void backward(const backend::Cpu& ctx, ParamArena<T>& P, const T* d_pred, T* d_latent) {
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr d_pred, Ptr d_latent) {
         LCMAE_CHECK(B_ > 0, "decoder backward called before forward");
         const long B = B_, K = K_, L = enc_.tokens(), N = 1 + L, Dd = dd_.dim, Pd = enc_.patch_dim();
-        T* dout = A_.at(dout_);
-        for (long b = 0; b < B; ++b) {
-            std::memset(dout + b * N * Pd, 0, sizeof(T) * Pd);  // the dropped cls row
-            std::memcpy(dout + (b * N + 1) * Pd, d_pred + b * L * Pd, sizeof(T) * L * Pd);
-        }
-        T* dx = A_.at(dx_);
-        std::memset(dx, 0, sizeof(T) * B * N * Dd);
-        T* dnormed = A_.at(scratch_.d_ln);  // free until the blocks run backward
+        Ptr dout = A_.at(dout_);
+        fill(ctx, B * N * Pd, T(0), dout);  // the dropped cls rows get no gradient
+        copy_rows(ctx, B, L * Pd, d_pred, L * Pd, dout + Pd, N * Pd);
+        Ptr dx = A_.at(dx_);
+        fill(ctx, B * N * Dd, T(0), dx);
+        Ptr dnormed = A_.at(scratch_.d_ln);  // free until the blocks run backward
         pred_.backward(ctx, P, A_.at(normed_), dout, dnormed, B * N);
-        const T* last = blocks_.empty() ? A_.at(x0_) : A_.at(blocks_.back().out);
+        CPtr last = blocks_.empty() ? A_.at(x0_) : A_.at(blocks_.back().out);
         norm_.backward(ctx, P, last, A_.at(mean_), A_.at(rstd_), dnormed, dx, B * N);
         for (long i = static_cast<long>(blocks_.size()) - 1; i >= 0; --i) {
-            const T* x_in = i == 0 ? A_.at(x0_) : A_.at(blocks_[i - 1].out);
+            CPtr x_in = i == 0 ? A_.at(x0_) : A_.at(blocks_[i - 1].out);
             blocks_[i].backward(ctx, P, A_, x_in, B, N, dx, scratch_);
         }
-        T* demb = A_.at(demb_);
-        T* dmt = P.grad(mask_token_);
-        for (long b = 0; b < B; ++b) {
-            std::memcpy(demb + b * (1 + K) * Dd, dx + b * N * Dd, sizeof(T) * Dd);
-            for (long n = 0; n < L; ++n) {
-                const T* src = dx + (b * N + 1 + n) * Dd;
-                const long k = slot_of_[b * L + n];
-                if (k >= 0) std::memcpy(demb + (b * (1 + K) + 1 + k) * Dd, src, sizeof(T) * Dd);
-                else for (long c = 0; c < Dd; ++c) dmt[c] += src[c];
-            }
-        }
+        Ptr demb = A_.at(demb_);
+        decoder_assemble_backward(ctx, B, L, K, Dd, CPtr(dx), slots(), demb, P.grad(mask_token_));
         embed_.backward(ctx, P, latent_, demb, d_latent, B * (1 + K));
     }
 
@@ -144,23 +127,25 @@ public:
     double flops_backward(long B, long K) const { return 2.0 * flops_forward(B, K); }
     const std::vector<T>& pos_embed() const noexcept { return pos_; }
     /// decoder_embed (D -> Dd) and the mask token, for guidance on the decoder-side sequence.
-    const nn::Linear<T>& embed() const noexcept { return embed_; }
+    const nn::Linear<T, Backend>& embed() const noexcept { return embed_; }
     Slot mask_token() const noexcept { return mask_token_; }
 
 private:
     vit::VitDims enc_;
     DecoderDims dd_;
     long max_batch_, max_keep_;
-    nn::Linear<T> embed_, pred_;
+    nn::Linear<T, Backend> embed_, pred_;
     Slot mask_token_;
-    std::vector<nn::Block<T>> blocks_;
-    nn::LayerNorm<T> norm_;
-    ActivationArena<T> A_;
-    nn::BlockScratch<T> scratch_;
-    Slot emb_, x0_, normed_, mean_, rstd_, out_, pred_rows_, dout_, dx_, demb_;
-    std::vector<T> pos_;
-    std::vector<long> slot_of_;
-    const T* latent_ = nullptr;
+    std::vector<nn::Block<T, Backend>> blocks_;
+    nn::LayerNorm<T, Backend> norm_;
+    ActivationArena<T, Backend> A_;
+    nn::BlockScratch<T, Backend> scratch_;
+    Slot emb_, x0_, normed_, mean_, rstd_, out_, pred_rows_, dout_, dx_, demb_, pos_slot_;
+    std::vector<T> pos_;  // host copy of the fixed table
+    bool pos_uploaded_ = false;
+    dbuffer<Backend, std::int64_t> slot_of_;  // (B, L): which kept token fills each position, -1 = mask token
+    Ids slots() const { return Ids(slot_of_.data()); }
+    CPtr latent_ = nullptr;
     long B_ = 0, K_ = 0;
 };
 

@@ -9,7 +9,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -30,10 +29,14 @@ struct EncoderOptions {
     std::string prefix;       // name prefix (empty: timm's names)
 };
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 class VitEncoder {
 public:
-    VitEncoder(ParamArena<T>& P, const vit::VitDims& d, EncoderOptions opt) : dims_(d), opt_(std::move(opt)) {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
+    using Ids = dptr<Backend, const std::int64_t>;
+
+    VitEncoder(ParamArena<T, Backend>& P, const vit::VitDims& d, EncoderOptions opt) : dims_(d), opt_(std::move(opt)) {
         LCMAE_CHECK(d.dim > 0 && d.heads > 0 && d.dim % d.heads == 0,
                     "encoder width " << d.dim << " is not divisible by " << d.heads << " heads");
         LCMAE_CHECK(d.patch > 0 && d.image % d.patch == 0, "image " << d.image << " is not divisible by patch " << d.patch);
@@ -45,7 +48,7 @@ public:
         const std::string& p = opt_.prefix;
         geom_ = nn::PatchGeometry{d.channels, d.image, d.patch};
         cls_ = P.add(p + "cls_token", Shape{1, 1, d.dim});
-        patch_embed_ = nn::PatchEmbed<T>(P, p + "patch_embed", geom_, d.dim);
+        patch_embed_ = nn::PatchEmbed<T, Backend>(P, p + "patch_embed", geom_, d.dim);
         if (opt_.mask_token) mask_token_ = P.add(p + "mask_token", Shape{1, 1, d.dim});
         const nn::BlockPlan bp{d.dim, d.heads, d.mlp_hidden(), opt_.max_batch, 1 + opt_.max_keep};
         const long rows = bp.max_rows();
@@ -66,7 +69,7 @@ public:
             for (long i = 0; i < d.depth; ++i) blocks_.emplace_back(P, A_, p + "blocks." + std::to_string(i), bp);
             scratch_.plan(A_, bp);
         }
-        norm_ = nn::LayerNorm<T>(P, p + "norm", d.dim);
+        norm_ = nn::LayerNorm<T, Backend>(P, p + "norm", d.dim);
         patches_ = A_.reserve(opt_.max_batch * opt_.max_keep * geom_.patch_dim());
         emb_ = A_.reserve(opt_.max_batch * opt_.max_keep * d.dim);
         x0_ = A_.reserve(rows * d.dim);
@@ -74,17 +77,17 @@ public:
         mean_ = A_.reserve(rows);
         rstd_ = A_.reserve(rows);
         if (!opt_.forward_only) dx_ = A_.reserve(rows * d.dim);
+        if (opt_.mask_token) w_ = A_.reserve(opt_.max_batch * d.tokens());
+        pos_slot_ = A_.reserve((1 + d.tokens()) * d.dim);
         A_.allocate();
-        pos_ = nn::sincos_pos_embed_2d<T>(d.dim, d.grid());
-        // capacity up front, so forward never allocates
-        keep_.reserve(static_cast<std::size_t>(opt_.max_batch * d.tokens()));
-        if (opt_.mask_token) w_.reserve(static_cast<std::size_t>(opt_.max_batch * d.tokens()));
+        pos_ = nn::sincos_pos_embed_2d<T>(d.dim, d.grid());  // host copy; uploaded by the first forward
     }
     VitEncoder(const VitEncoder&) = delete;
     VitEncoder& operator=(const VitEncoder&) = delete;
 
     /// SPEC 1 initialisation (after P.allocate()).
-    void init(ParamArena<T>& P, std::uint64_t seed) const {
+    template <class HostParams>
+    void init(HostParams& P, std::uint64_t seed) const {
         nn::init_normal(P.value(cls_), dims_.dim, 0.02, nn::init_rng(seed, opt_.prefix + "cls_token"));
         if (opt_.mask_token) nn::init_normal(P.value(mask_token_), dims_.dim, 0.02, nn::init_rng(seed, opt_.prefix + "mask_token"));
         patch_embed_.init(P, seed);
@@ -94,76 +97,60 @@ public:
 
     /// images (B, C, H, W); keep (B, K) token ids per sample (in the order the caller wants them),
     /// or null for all L tokens in order. Returns (B, 1 + K, D) after the final norm.
-    const T* forward(const backend::Cpu& ctx, const ParamArena<T>& P, const T* images, long B,
-                     const std::int64_t* keep, long K) {
-        if (keep == nullptr) K = dims_.tokens();
+    /// All memory arguments are the backend's (keep: int64 in backend memory).
+    CPtr forward(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr images, long B, Ids keep, long K) {
+        if (!keep) K = dims_.tokens();
         LCMAE_CHECK(!opt_.mask_token, "this encoder mixes mask tokens: call forward_masked");
-        begin(B, K);
-        if (keep) keep_.assign(keep, keep + B * K);
-        else set_identity_ids(B);
-        patchify_conv(geom_, images, B, keep_.data(), K, A_.at(patches_));
+        begin(ctx, B, K);
+        patchify_conv(ctx, geom_.channels, geom_.image, geom_.patch, B, images, keep, K, A_.at(patches_));
         patch_embed_.proj.forward(ctx, P, A_.at(patches_), A_.at(emb_), B * K);
-        assemble_tokens(P, B, K);
+        assemble_tokens(ctx, B, K, dims_.dim, CPtr(A_.at(emb_)), keep, P.value(cls_), CPtr(A_.at(pos_slot_)), A_.at(x0_));
         return run_blocks(ctx, P);
     }
 
     /// SimMIM: all L tokens; w (B, L) with 1 at masked positions: x = x (1 - w) + mask_token w
     /// after the patch embedding. Returns (B, 1 + L, D).
-    const T* forward_masked(const backend::Cpu& ctx, const ParamArena<T>& P, const T* images, long B, const T* w) {
+    CPtr forward_masked(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr images, long B, CPtr w) {
         LCMAE_CHECK(opt_.mask_token, "forward_masked needs an encoder built with mask_token = true");
         const long L = dims_.tokens(), D = dims_.dim;
-        begin(B, L);
-        set_identity_ids(B);
-        w_.assign(w, w + B * L);
-        patchify_conv(geom_, images, B, nullptr, L, A_.at(patches_));
-        T* emb = A_.at(emb_);
+        begin(ctx, B, L);
+        copy(ctx, B * L, w, A_.at(w_));  // kept for backward
+        patchify_conv(ctx, geom_.channels, geom_.image, geom_.patch, B, images, Ids(nullptr), L, A_.at(patches_));
+        Ptr emb = A_.at(emb_);
         patch_embed_.proj.forward(ctx, P, A_.at(patches_), emb, B * L);
-        const T* mt = P.value(mask_token_);
-        for (long i = 0; i < B * L; ++i)
-            for (long c = 0; c < D; ++c) emb[i * D + c] = emb[i * D + c] * (T(1) - w_[i]) + mt[c] * w_[i];
-        assemble_tokens(P, B, L);
+        mask_token_mix(ctx, B * L, D, CPtr(A_.at(w_)), P.value(mask_token_), emb);
+        assemble_tokens(ctx, B, L, D, CPtr(emb), Ids(nullptr), P.value(cls_), CPtr(A_.at(pos_slot_)), A_.at(x0_));
         return run_blocks(ctx, P);
     }
 
     /// d_out (B, 1 + K, D) for the last forward; accumulates every parameter gradient.
-    void backward(const backend::Cpu& ctx, ParamArena<T>& P, const T* d_out) {
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr d_out) {
         LCMAE_CHECK(!opt_.forward_only, "this encoder was built forward_only (no saved activations); it has no backward");
         LCMAE_CHECK(B_ > 0, "encoder backward called before forward");
         const long B = B_, N = 1 + K_, D = dims_.dim, rows = B * N;
-        T* dx = A_.at(dx_);
-        std::memset(dx, 0, sizeof(T) * rows * D);
-        const T* last = blocks_.empty() ? A_.at(x0_) : A_.at(blocks_.back().out);
+        Ptr dx = A_.at(dx_);
+        fill(ctx, rows * D, T(0), dx);
+        CPtr last = blocks_.empty() ? A_.at(x0_) : A_.at(blocks_.back().out);
         norm_.backward(ctx, P, last, A_.at(mean_), A_.at(rstd_), d_out, dx, rows);
         for (long i = static_cast<long>(blocks_.size()) - 1; i >= 0; --i) {
-            const T* x_in = i == 0 ? A_.at(x0_) : A_.at(blocks_[i - 1].out);
+            CPtr x_in = i == 0 ? A_.at(x0_) : A_.at(blocks_[i - 1].out);
             blocks_[i].backward(ctx, P, A_, x_in, B, N, dx, scratch_);
         }
-        T* dcls = P.grad(cls_);
-        T* demb = A_.at(emb_);  // reused: the embedding itself is no longer needed
-        for (long b = 0; b < B; ++b) {
-            for (long c = 0; c < D; ++c) dcls[c] += dx[b * N * D + c];
-            std::memcpy(demb + b * K_ * D, dx + (b * N + 1) * D, sizeof(T) * K_ * D);
-        }
-        if (opt_.mask_token) {
-            T* dmt = P.grad(mask_token_);
-            for (long i = 0; i < B * K_; ++i)
-                for (long c = 0; c < D; ++c) {
-                    dmt[c] += demb[i * D + c] * w_[i];
-                    demb[i * D + c] *= (T(1) - w_[i]);
-                }
-        }
-        patch_embed_.proj.backward(ctx, P, A_.at(patches_), demb, nullptr, B * K_);
+        Ptr demb = A_.at(emb_);  // reused: the embedding itself is no longer needed
+        split_token_grads(ctx, B, K_, D, CPtr(dx), P.grad(cls_), demb);
+        if (opt_.mask_token) mask_token_mix_backward(ctx, B * K_, D, CPtr(A_.at(w_)), demb, P.grad(mask_token_));
+        patch_embed_.proj.backward(ctx, P, A_.at(patches_), demb, Ptr(nullptr), B * K_);
     }
 
     const vit::VitDims& dims() const noexcept { return dims_; }
     const EncoderOptions& options() const noexcept { return opt_; }
     /// The fixed (1 + L, D) position table.
     const std::vector<T>& pos_embed() const noexcept { return pos_; }
-    const std::vector<nn::Block<T>>& blocks() const noexcept { return blocks_; }
-    ActivationArena<T>& activations() noexcept { return A_; }
+    const std::vector<nn::Block<T, Backend>>& blocks() const noexcept { return blocks_; }
+    ActivationArena<T, Backend>& activations() noexcept { return A_; }
     /// Attention probabilities (B, H, N, N) of block i from the last forward (a forward_only
     /// encoder keeps only the last block's).
-    const T* attention_probs(long i) {
+    CPtr attention_probs(long i) {
         LCMAE_CHECK(!opt_.forward_only || i + 1 == long(blocks_.size()),
                     "a forward_only encoder keeps the attention of its last block only, not of block " << i);
         return A_.at(blocks_.at(static_cast<std::size_t>(i)).probs);
@@ -183,35 +170,19 @@ public:
     }
 
 private:
-    void begin(long B, long K) {
+    void begin(const Backend& ctx, long B, long K) {
         LCMAE_CHECK(B >= 1 && B <= opt_.max_batch, "encoder batch " << B << " is outside the planned [1, " << opt_.max_batch << "]");
         LCMAE_CHECK(K >= 1 && K <= opt_.max_keep, "encoder got " << K << " kept tokens; planned [1, " << opt_.max_keep << "]");
         B_ = B;
         K_ = K;
-    }
-    void set_identity_ids(long B) {
-        keep_.resize(static_cast<std::size_t>(B * dims_.tokens()));
-        for (long i = 0; i < B * dims_.tokens(); ++i) keep_[i] = i % dims_.tokens();
-    }
-    // x0[b, 0] = cls + pos[0]; x0[b, 1 + k] = emb[b, k] + pos[1 + id(b, k)].
-    void assemble_tokens(const ParamArena<T>& P, long B, long K) {
-        const long D = dims_.dim, N = 1 + K;
-        T* x0 = A_.at(x0_);
-        const T* emb = A_.at(emb_);
-        const T* cls = P.value(cls_);
-        for (long b = 0; b < B; ++b) {
-            for (long c = 0; c < D; ++c) x0[b * N * D + c] = cls[c] + pos_[c];
-            for (long k = 0; k < K; ++k) {
-                const T* pe = pos_.data() + (1 + keep_[b * K + k]) * D;
-                const T* e = emb + (b * K + k) * D;
-                T* o = x0 + (b * N + 1 + k) * D;
-                for (long c = 0; c < D; ++c) o[c] = e[c] + pe[c];
-            }
+        if (!pos_uploaded_) {  // once: the fixed table moves to the backend with the first forward
+            upload(ctx, long(pos_.size()), pos_.data(), A_.at(pos_slot_));
+            pos_uploaded_ = true;
         }
     }
-    const T* run_blocks(const backend::Cpu& ctx, const ParamArena<T>& P) {
+    CPtr run_blocks(const Backend& ctx, const ParamArena<T, Backend>& P) {
         const long B = B_, N = 1 + K_;
-        const T* x = A_.at(x0_);
+        CPtr x = A_.at(x0_);
         for (const auto& b : blocks_) {
             b.forward(ctx, P, A_, x, B, N);
             x = A_.at(b.out);
@@ -224,15 +195,14 @@ private:
     EncoderOptions opt_;
     nn::PatchGeometry geom_;
     Slot cls_, mask_token_;
-    nn::PatchEmbed<T> patch_embed_;
-    std::vector<nn::Block<T>> blocks_;
-    nn::LayerNorm<T> norm_;
-    ActivationArena<T> A_;
-    nn::BlockScratch<T> scratch_;
-    Slot patches_, emb_, x0_, out_, mean_, rstd_, dx_;
-    std::vector<T> pos_;
-    std::vector<std::int64_t> keep_;
-    std::vector<T> w_;
+    nn::PatchEmbed<T, Backend> patch_embed_;
+    std::vector<nn::Block<T, Backend>> blocks_;
+    nn::LayerNorm<T, Backend> norm_;
+    ActivationArena<T, Backend> A_;
+    nn::BlockScratch<T, Backend> scratch_;
+    Slot patches_, emb_, x0_, out_, mean_, rstd_, dx_, w_, pos_slot_;
+    std::vector<T> pos_;  // host copy of the fixed table (checkpoint export, tests)
+    bool pos_uploaded_ = false;
     long B_ = 0, K_ = 0;
 };
 

@@ -10,37 +10,40 @@
 
 namespace lcmae::nn {
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 struct Attention {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
     long dim = 0, heads = 0, head_dim = 0;
-    Linear<T> qkv, proj;
+    Linear<T, Backend> qkv, proj;
 
     Attention() = default;
-    Attention(ParamArena<T>& P, const std::string& prefix, long d, long h)
+    Attention(ParamArena<T, Backend>& P, const std::string& prefix, long d, long h)
         : dim(d), heads(h), head_dim(h > 0 ? d / h : 0) {
         LCMAE_CHECK(h > 0 && d % h == 0, "Attention '" << prefix << "': width " << d
                                                        << " is not divisible by " << h << " heads");
-        qkv = Linear<T>(P, prefix + ".qkv", d, 3 * d);
-        proj = Linear<T>(P, prefix + ".proj", d, d);
+        qkv = Linear<T, Backend>(P, prefix + ".qkv", d, 3 * d);
+        proj = Linear<T, Backend>(P, prefix + ".proj", d, d);
     }
-    void init(ParamArena<T>& P, std::uint64_t seed) const {
+    template <class HostParams>
+    void init(HostParams& P, std::uint64_t seed) const {
         qkv.init(P, seed);
         proj.init(P, seed);
     }
 
     /// x (B*N, D) -> y (B*N, D). Saves qkv_buf (B*N, 3D), probs (B, H, N, N), att (B*N, D).
-    void forward(const backend::Cpu& ctx, const ParamArena<T>& P, const T* x, long B, long N, T* qkv_buf,
-                 T* probs, T* att, T* y) const {
+    void forward(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr x, long B, long N, Ptr qkv_buf,
+                 Ptr probs, Ptr att, Ptr y) const {
         qkv.forward(ctx, P, x, qkv_buf, B * N);
-        ops::attention_forward(ctx, B, N, heads, head_dim, qkv_buf, probs, att);
+        attention_forward(ctx, B, N, heads, head_dim, qkv_buf, probs, att);
         proj.forward(ctx, P, att, y, B * N);
     }
 
     /// dy (B*N, D) -> dx (B*N, D) written. Scratch: d_att (B*N, D), d_qkv (B*N, 3D), d_probs like probs.
-    void backward(const backend::Cpu& ctx, ParamArena<T>& P, const T* x, long B, long N, const T* qkv_buf,
-                  const T* probs, const T* att, const T* dy, T* dx, T* d_att, T* d_qkv, T* d_probs) const {
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, long B, long N, CPtr qkv_buf,
+                  CPtr probs, CPtr att, CPtr dy, Ptr dx, Ptr d_att, Ptr d_qkv, Ptr d_probs) const {
         proj.backward(ctx, P, att, dy, d_att, B * N);
-        ops::attention_backward(ctx, B, N, heads, head_dim, qkv_buf, probs, d_att, d_qkv, d_probs);
+        attention_backward(ctx, B, N, heads, head_dim, qkv_buf, probs, d_att, d_qkv, d_probs);
         qkv.backward(ctx, P, x, d_qkv, dx, B * N);
     }
 

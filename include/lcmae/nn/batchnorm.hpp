@@ -12,8 +12,10 @@
 
 namespace lcmae::nn {
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 struct BatchNorm1d {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
     long dim = 0;
     bool affine = true;
     T eps = T(1e-5), momentum = T(0.1);
@@ -21,7 +23,7 @@ struct BatchNorm1d {
     std::string name;
 
     BatchNorm1d() = default;
-    BatchNorm1d(ParamArena<T>& P, std::string prefix, long d, bool with_affine = true, T epsilon = T(1e-5),
+    BatchNorm1d(ParamArena<T, Backend>& P, std::string prefix, long d, bool with_affine = true, T epsilon = T(1e-5),
                 T mom = T(0.1))
         : dim(d), affine(with_affine), eps(epsilon), momentum(mom), name(std::move(prefix)) {
         LCMAE_CHECK(dim > 0, "BatchNorm1d '" << name << "' needs a positive width, got " << dim);
@@ -32,7 +34,8 @@ struct BatchNorm1d {
         running_mean = P.add_buffer(name + ".running_mean", Shape{dim});
         running_var = P.add_buffer(name + ".running_var", Shape{dim});
     }
-    void init(ParamArena<T>& P, std::uint64_t) const {
+    template <class HostParams>
+    void init(HostParams& P, std::uint64_t) const {
         if (affine) {
             init_constant(P.value(g), dim, T(1));
             init_constant(P.value(b), dim, T(0));
@@ -40,23 +43,23 @@ struct BatchNorm1d {
         init_constant(P.value(running_mean), dim, T(0));
         init_constant(P.value(running_var), dim, T(1));
     }
-    const T* gamma(const ParamArena<T>& P) const { return affine ? P.value(g) : nullptr; }
-    const T* beta(const ParamArena<T>& P) const { return affine ? P.value(b) : nullptr; }
+    CPtr gamma(const ParamArena<T, Backend>& P) const { return affine ? P.value(g) : nullptr; }
+    CPtr beta(const ParamArena<T, Backend>& P) const { return affine ? P.value(b) : nullptr; }
 
     /// Train mode: saves mean and rstd (dim values each); updates the running buffers.
-    void forward_train(const backend::Cpu& ctx, ParamArena<T>& P, const T* x, T* y, T* mean, T* rstd,
+    void forward_train(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, Ptr y, Ptr mean, Ptr rstd,
                        long rows) const {
-        ops::batchnorm_forward_train(ctx, rows, dim, x, gamma(P), beta(P), eps, momentum, y, mean, rstd,
+        batchnorm_forward_train(ctx, rows, dim, x, gamma(P), beta(P), eps, momentum, y, mean, rstd,
                                      P.value(running_mean), P.value(running_var));
     }
-    void forward_eval(const backend::Cpu& ctx, const ParamArena<T>& P, const T* x, T* y, long rows) const {
-        ops::batchnorm_forward_eval(ctx, rows, dim, x, gamma(P), beta(P), eps, P.value(running_mean),
+    void forward_eval(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr x, Ptr y, long rows) const {
+        batchnorm_forward_eval(ctx, rows, dim, x, gamma(P), beta(P), eps, P.value(running_mean),
                                     P.value(running_var), y);
     }
     /// Train-mode backward: dx written, dgamma/dbeta accumulate.
-    void backward(const backend::Cpu& ctx, ParamArena<T>& P, const T* x, const T* mean, const T* rstd,
-                  const T* dy, T* dx, long rows) const {
-        ops::batchnorm_backward(ctx, rows, dim, x, mean, rstd, gamma(P), dy, dx, affine ? P.grad(g) : nullptr,
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, CPtr mean, CPtr rstd,
+                  CPtr dy, Ptr dx, long rows) const {
+        batchnorm_backward(ctx, rows, dim, x, mean, rstd, gamma(P), dy, dx, affine ? P.grad(g) : nullptr,
                                 affine ? P.grad(b) : nullptr);
     }
 };

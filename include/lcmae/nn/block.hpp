@@ -23,10 +23,12 @@ struct BlockPlan {
 };
 
 /// Backward scratch shared by the blocks of one stack.
-template <class T>
+template <class T, class Backend = backend::Cpu>
 struct BlockScratch {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
     Slot d_ln, d_att, d_qkv, d_probs, d_h;
-    void plan(ActivationArena<T>& A, const BlockPlan& p) {
+    void plan(ActivationArena<T, Backend>& A, const BlockPlan& p) {
         const long r = p.max_rows();
         d_ln = A.reserve(r * p.dim);
         d_att = A.reserve(r * p.dim);
@@ -36,21 +38,23 @@ struct BlockScratch {
     }
 };
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 struct Block {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
     BlockPlan plan;
-    LayerNorm<T> norm1, norm2;
-    Attention<T> attn;
-    Mlp<T> mlp;
+    LayerNorm<T, Backend> norm1, norm2;
+    Attention<T, Backend> attn;
+    Mlp<T, Backend> mlp;
     // saved activations (slots in the owner's activation arena)
     Slot ln1, mean1, rstd1, qkv, probs, att, x1, ln2, mean2, rstd2, h_pre, h, out;
 
     Block() = default;
-    Block(ParamArena<T>& P, ActivationArena<T>& A, const std::string& prefix, const BlockPlan& p) : plan(p) {
-        norm1 = LayerNorm<T>(P, prefix + ".norm1", p.dim);
-        attn = Attention<T>(P, prefix + ".attn", p.dim, p.heads);
-        norm2 = LayerNorm<T>(P, prefix + ".norm2", p.dim);
-        mlp = Mlp<T>(P, prefix + ".mlp", p.dim, p.mlp_hidden);
+    Block(ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, const std::string& prefix, const BlockPlan& p) : plan(p) {
+        norm1 = LayerNorm<T, Backend>(P, prefix + ".norm1", p.dim);
+        attn = Attention<T, Backend>(P, prefix + ".attn", p.dim, p.heads);
+        norm2 = LayerNorm<T, Backend>(P, prefix + ".norm2", p.dim);
+        mlp = Mlp<T, Backend>(P, prefix + ".mlp", p.dim, p.mlp_hidden);
         const long r = p.max_rows(), d = p.dim;
         ln1 = A.reserve(r * d); mean1 = A.reserve(r); rstd1 = A.reserve(r);
         qkv = A.reserve(r * 3 * d); probs = A.reserve(p.max_probs()); att = A.reserve(r * d);
@@ -61,11 +65,11 @@ struct Block {
     }
     /// Parameters only: the activations are assigned later with share_activations() (a
     /// forward-only stack lets all its blocks reuse one set of buffers).
-    Block(ParamArena<T>& P, const std::string& prefix, const BlockPlan& p) : plan(p) {
-        norm1 = LayerNorm<T>(P, prefix + ".norm1", p.dim);
-        attn = Attention<T>(P, prefix + ".attn", p.dim, p.heads);
-        norm2 = LayerNorm<T>(P, prefix + ".norm2", p.dim);
-        mlp = Mlp<T>(P, prefix + ".mlp", p.dim, p.mlp_hidden);
+    Block(ParamArena<T, Backend>& P, const std::string& prefix, const BlockPlan& p) : plan(p) {
+        norm1 = LayerNorm<T, Backend>(P, prefix + ".norm1", p.dim);
+        attn = Attention<T, Backend>(P, prefix + ".attn", p.dim, p.heads);
+        norm2 = LayerNorm<T, Backend>(P, prefix + ".norm2", p.dim);
+        mlp = Mlp<T, Backend>(P, prefix + ".mlp", p.dim, p.mlp_hidden);
     }
     /// Uses `other`'s activation slots (same plan) and writes its output to `output`. Valid only
     /// when no backward will run: the saved activations are overwritten by the next block.
@@ -75,7 +79,8 @@ struct Block {
         h_pre = other.h_pre; h = other.h;
         out = output;
     }
-    void init(ParamArena<T>& P, std::uint64_t seed) const {
+    template <class HostParams>
+    void init(HostParams& P, std::uint64_t seed) const {
         norm1.init(P, seed); attn.init(P, seed); norm2.init(P, seed); mlp.init(P, seed);
     }
 
@@ -86,24 +91,24 @@ struct Block {
     }
 
     /// x (B, N, D) -> A.at(out) (B, N, D). x must stay valid until backward.
-    void forward(const backend::Cpu& ctx, const ParamArena<T>& P, ActivationArena<T>& A, const T* x,
+    void forward(const Backend& ctx, const ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, CPtr x,
                  long B, long N) const {
         check_size(B, N);
         const long rows = B * N, d = plan.dim;
         norm1.forward(ctx, P, x, A.at(ln1), A.at(mean1), A.at(rstd1), rows);
         attn.forward(ctx, P, A.at(ln1), B, N, A.at(qkv), A.at(probs), A.at(att), A.at(x1));
-        ops::add_inplace(ctx, rows * d, x, A.at(x1));
+        add_inplace(ctx, rows * d, x, A.at(x1));
         norm2.forward(ctx, P, A.at(x1), A.at(ln2), A.at(mean2), A.at(rstd2), rows);
         mlp.forward(ctx, P, A.at(ln2), A.at(h_pre), A.at(h), A.at(out), rows);
-        ops::add_inplace(ctx, rows * d, A.at(x1), A.at(out));
+        add_inplace(ctx, rows * d, A.at(x1), A.at(out));
     }
 
     /// In place: `d` holds dL/d(out) on entry and dL/dx on exit. Parameter grads accumulate.
-    void backward(const backend::Cpu& ctx, ParamArena<T>& P, ActivationArena<T>& A, const T* x, long B, long N,
-                  T* d, const BlockScratch<T>& s) const {
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, CPtr x, long B, long N,
+                  Ptr d, const BlockScratch<T, Backend>& s) const {
         check_size(B, N);
         const long rows = B * N;
-        T* d_ln = A.at(s.d_ln);
+        Ptr d_ln = A.at(s.d_ln);
         mlp.backward(ctx, P, A.at(ln2), A.at(h_pre), A.at(h), d, d_ln, A.at(s.d_h), rows);
         norm2.backward(ctx, P, A.at(x1), A.at(mean2), A.at(rstd2), d_ln, d, rows);  // d += ...
         attn.backward(ctx, P, A.at(ln1), B, N, A.at(qkv), A.at(probs), A.at(att), d, d_ln, A.at(s.d_att),

@@ -9,33 +9,36 @@
 
 namespace lcmae::nn {
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 struct LayerNorm {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
     long dim = 0;
     T eps = T(1e-6);
     Slot g, b;
     std::string name;
 
     LayerNorm() = default;
-    LayerNorm(ParamArena<T>& P, std::string prefix, long d, T epsilon = T(1e-6))
+    LayerNorm(ParamArena<T, Backend>& P, std::string prefix, long d, T epsilon = T(1e-6))
         : dim(d), eps(epsilon), name(std::move(prefix)) {
         LCMAE_CHECK(dim > 0, "LayerNorm '" << name << "' needs a positive width, got " << dim);
         g = P.add(name + ".weight", Shape{dim});
         b = P.add(name + ".bias", Shape{dim});
     }
-    void init(ParamArena<T>& P, std::uint64_t) const {
+    template <class HostParams>
+    void init(HostParams& P, std::uint64_t) const {
         init_constant(P.value(g), dim, T(1));
         init_constant(P.value(b), dim, T(0));
     }
     /// y = LN(x); mean and rstd (rows values each) are saved for backward.
-    void forward(const backend::Cpu& ctx, const ParamArena<T>& P, const T* x, T* y, T* mean, T* rstd,
+    void forward(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr x, Ptr y, Ptr mean, Ptr rstd,
                  long rows) const {
-        ops::layernorm_forward(ctx, rows, dim, x, P.value(g), P.value(b), eps, y, mean, rstd);
+        layernorm_forward(ctx, rows, dim, x, P.value(g), P.value(b), eps, y, mean, rstd);
     }
     /// dx += LN'^T dy (accumulates: pre-norm blocks add onto the residual gradient in place).
-    void backward(const backend::Cpu& ctx, ParamArena<T>& P, const T* x, const T* mean, const T* rstd,
-                  const T* dy, T* dx, long rows) const {
-        ops::layernorm_backward(ctx, rows, dim, x, mean, rstd, P.value(g), dy, dx, P.grad(g), P.grad(b));
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, CPtr mean, CPtr rstd,
+                  CPtr dy, Ptr dx, long rows) const {
+        layernorm_backward(ctx, rows, dim, x, mean, rstd, P.value(g), dy, dx, P.grad(g), P.grad(b));
     }
 };
 

@@ -15,8 +15,10 @@
 
 namespace lcmae::nn {
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 struct Linear {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
     long in = 0, out = 0;
     bool has_bias = true;
     Slot w, b;
@@ -25,7 +27,7 @@ struct Linear {
     Linear() = default;
     /// `weight_shape` lets a conv-shaped weight (patch embedding (D, C, p, p)) keep its PyTorch
     /// shape in the table while acting as the (out, in) matrix it is in memory.
-    Linear(ParamArena<T>& P, std::string prefix, long in_features, long out_features, bool bias = true,
+    Linear(ParamArena<T, Backend>& P, std::string prefix, long in_features, long out_features, bool bias = true,
            Shape weight_shape = {})
         : in(in_features), out(out_features), has_bias(bias), name(std::move(prefix)) {
         LCMAE_CHECK(in > 0 && out > 0, "Linear '" << name << "' needs positive sizes, got " << in << " -> " << out);
@@ -37,26 +39,27 @@ struct Linear {
     }
 
     /// SPEC 1: xavier-uniform weight, zero bias.
-    void init(ParamArena<T>& P, std::uint64_t seed) const {
+    template <class HostParams>
+    void init(HostParams& P, std::uint64_t seed) const {
         init_xavier_uniform(P.value(w), out, in, init_rng(seed, name + ".weight"));
         if (has_bias) init_constant(P.value(b), out, T(0));
     }
 
-    void forward(const backend::Cpu& ctx, const ParamArena<T>& P, const T* x, T* y, long rows) const {
+    void forward(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr x, Ptr y, long rows) const {
         if (has_bias) {
-            ops::bias_fill(ctx, rows, out, P.value(b), y);
-            ops::gemm(ctx, false, true, rows, out, in, T(1), x, in, P.value(w), in, T(1), y, out);
+            bias_fill(ctx, rows, out, P.value(b), y);
+            gemm(ctx, false, true, rows, out, in, T(1), x, in, P.value(w), in, T(1), y, out);
         } else {
-            ops::gemm(ctx, false, true, rows, out, in, T(1), x, in, P.value(w), in, T(0), y, out);
+            gemm(ctx, false, true, rows, out, in, T(1), x, in, P.value(w), in, T(0), y, out);
         }
     }
 
     /// dW += dy^T x; db += sum dy; dx = dy W (+= with accumulate_dx); dx may be null.
-    void backward(const backend::Cpu& ctx, ParamArena<T>& P, const T* x, const T* dy, T* dx, long rows,
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, CPtr dy, Ptr dx, long rows,
                   bool accumulate_dx = false) const {
-        ops::gemm(ctx, true, false, out, in, rows, T(1), dy, out, x, in, T(1), P.grad(w), in);
-        if (has_bias) ops::bias_grad(ctx, rows, out, dy, P.grad(b));
-        if (dx) ops::gemm(ctx, false, false, rows, in, out, T(1), dy, out, P.value(w), in,
+        gemm(ctx, true, false, out, in, rows, T(1), dy, out, x, in, T(1), P.grad(w), in);
+        if (has_bias) bias_grad(ctx, rows, out, dy, P.grad(b));
+        if (dx) gemm(ctx, false, false, rows, in, out, T(1), dy, out, P.value(w), in,
                           accumulate_dx ? T(1) : T(0), dx, in);
     }
 

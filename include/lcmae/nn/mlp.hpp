@@ -8,32 +8,35 @@
 
 namespace lcmae::nn {
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 struct Mlp {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
     long dim = 0, hidden = 0;
-    Linear<T> fc1, fc2;
+    Linear<T, Backend> fc1, fc2;
 
     Mlp() = default;
-    Mlp(ParamArena<T>& P, const std::string& prefix, long d, long hidden_dim) : dim(d), hidden(hidden_dim) {
-        fc1 = Linear<T>(P, prefix + ".fc1", d, hidden_dim);
-        fc2 = Linear<T>(P, prefix + ".fc2", hidden_dim, d);
+    Mlp(ParamArena<T, Backend>& P, const std::string& prefix, long d, long hidden_dim) : dim(d), hidden(hidden_dim) {
+        fc1 = Linear<T, Backend>(P, prefix + ".fc1", d, hidden_dim);
+        fc2 = Linear<T, Backend>(P, prefix + ".fc2", hidden_dim, d);
     }
-    void init(ParamArena<T>& P, std::uint64_t seed) const {
+    template <class HostParams>
+    void init(HostParams& P, std::uint64_t seed) const {
         fc1.init(P, seed);
         fc2.init(P, seed);
     }
     /// x (rows, D) -> y (rows, D); saves h_pre = fc1(x) and h = gelu(h_pre), (rows, hidden) each.
-    void forward(const backend::Cpu& ctx, const ParamArena<T>& P, const T* x, T* h_pre, T* h, T* y,
+    void forward(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr x, Ptr h_pre, Ptr h, Ptr y,
                  long rows) const {
         fc1.forward(ctx, P, x, h_pre, rows);
-        ops::gelu_forward(ctx, rows * hidden, h_pre, h);
+        gelu_forward(ctx, rows * hidden, h_pre, h);
         fc2.forward(ctx, P, h, y, rows);
     }
     /// dy -> dx written; scratch d_h (rows, hidden).
-    void backward(const backend::Cpu& ctx, ParamArena<T>& P, const T* x, const T* h_pre, const T* h,
-                  const T* dy, T* dx, T* d_h, long rows) const {
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, CPtr h_pre, CPtr h,
+                  CPtr dy, Ptr dx, Ptr d_h, long rows) const {
         fc2.backward(ctx, P, h, dy, d_h, rows);
-        ops::gelu_backward(ctx, rows * hidden, h_pre, d_h, d_h);
+        gelu_backward(ctx, rows * hidden, h_pre, d_h, d_h);
         fc1.backward(ctx, P, x, d_h, dx, rows);
     }
     double flops_forward(long rows) const { return fc1.flops_forward(rows) + fc2.flops_forward(rows); }

@@ -24,20 +24,22 @@ struct MlpHeadPlan {
     int calls = 1;
 };
 
-template <class T>
+template <class T, class Backend = backend::Cpu>
 struct MlpHead {
+    using Ptr = dptr<Backend, T>;
+    using CPtr = dptr<Backend, const T>;
     MlpHeadPlan plan;
-    std::vector<Linear<T>> linears;
-    std::vector<BatchNorm1d<T>> norms;
+    std::vector<Linear<T, Backend>> linears;
+    std::vector<BatchNorm1d<T, Backend>> norms;
     struct CallSlots {
         std::vector<Slot> z, a, mean, rstd;  // z_i = Linear_i(a_i); a_{i+1} = relu(BN(z_i)), a_0 = input
     };
     std::vector<CallSlots> calls;
     Slot scratch0, scratch1;
-    std::vector<const T*> inputs;  // the a_0 of each call, kept by the caller until backward
+    std::vector<CPtr> inputs;  // the a_0 of each call, kept by the caller until backward
 
     MlpHead() = default;
-    MlpHead(ParamArena<T>& P, ActivationArena<T>& A, const std::string& prefix, const MlpHeadPlan& p) : plan(p) {
+    MlpHead(ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, const std::string& prefix, const MlpHeadPlan& p) : plan(p) {
         LCMAE_CHECK(p.depth >= 0, "head '" << prefix << "': depth must be >= 0, got " << p.depth);
         LCMAE_CHECK(p.depth != 0 || p.in == p.out, "head '" << prefix << "' of depth 0 is the identity, so in ("
                                                             << p.in << ") must equal out (" << p.out << ")");
@@ -60,63 +62,64 @@ struct MlpHead {
         if (p.depth > 1) widest = std::max(widest, p.hidden);
         scratch0 = A.reserve(p.max_rows * widest);
         scratch1 = A.reserve(p.max_rows * widest);
-        inputs.assign(static_cast<std::size_t>(p.calls), nullptr);
+        inputs.assign(static_cast<std::size_t>(p.calls), CPtr(nullptr));
     }
     long width_in(int i) const { return i == 0 ? plan.in : plan.hidden; }
     long width_out(int i) const { return i + 1 == plan.depth ? plan.out : plan.hidden; }
 
-    void init(ParamArena<T>& P, std::uint64_t seed) const {
+    template <class HostParams>
+    void init(HostParams& P, std::uint64_t seed) const {
         for (const auto& l : linears) l.init(P, seed);
         for (const auto& n : norms) n.init(P, seed);
     }
 
     /// x (rows, in) -> returns (rows, out). train: BatchNorm uses (and updates) batch statistics.
-    const T* forward(const backend::Cpu& ctx, ParamArena<T>& P, ActivationArena<T>& A, const T* x, long rows,
+    CPtr forward(const Backend& ctx, ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, CPtr x, long rows,
                      bool train, int call = 0) {
         LCMAE_CHECK(call >= 0 && call < plan.calls, "head call " << call << " was not planned (calls " << plan.calls << ")");
         LCMAE_CHECK(rows >= 1 && rows <= plan.max_rows, "head batch " << rows << " is outside [1, " << plan.max_rows << "]");
         inputs[static_cast<std::size_t>(call)] = x;
         if (plan.depth == 0) return x;
         const auto& c = calls[static_cast<std::size_t>(call)];
-        const T* a = x;
+        CPtr a = x;
         for (int i = 0; i < plan.depth; ++i) {
-            T* z = A.at(c.z[i]);
+            Ptr z = A.at(c.z[i]);
             linears[i].forward(ctx, P, a, z, rows);
             if (i + 1 == plan.depth) return z;
-            T* u = A.at(c.a[i]);
+            Ptr u = A.at(c.a[i]);
             if (train)
                 norms[i].forward_train(ctx, P, z, u, A.at(c.mean[i]), A.at(c.rstd[i]), rows);
             else
                 norms[i].forward_eval(ctx, P, z, u, rows);
-            ops::relu_forward(ctx, rows * width_out(i), u, u);
+            relu_forward(ctx, rows * width_out(i), u, u);
             a = u;
         }
         return a;
     }
 
     /// dy (rows, out) -> dx (rows, in) written (may be null). Needs a train-mode forward of `call`.
-    void backward(const backend::Cpu& ctx, ParamArena<T>& P, ActivationArena<T>& A, const T* dy, T* dx, long rows,
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, CPtr dy, Ptr dx, long rows,
                   int call = 0) {
         LCMAE_CHECK(call >= 0 && call < plan.calls, "head call " << call << " was not planned");
         if (plan.depth == 0) {
-            if (dx) std::memcpy(dx, dy, sizeof(T) * rows * plan.in);
+            if (dx) copy(ctx, rows * plan.in, dy, dx);
             return;
         }
         const auto& c = calls[static_cast<std::size_t>(call)];
-        const T* d = dy;
+        CPtr d = dy;
         // d lives in scratch1 after the first layer; da always goes to scratch0 (never aliasing d),
         // and the BN backward writes the new d back into scratch1, whose old value is consumed.
-        T* da = A.at(scratch0);
-        T* dz = A.at(scratch1);
+        Ptr da = A.at(scratch0);
+        Ptr dz = A.at(scratch1);
         for (int i = plan.depth - 1; i >= 0; --i) {
-            const T* a = i == 0 ? inputs[static_cast<std::size_t>(call)] : A.at(c.a[i - 1]);
+            CPtr a = i == 0 ? inputs[static_cast<std::size_t>(call)] : A.at(c.a[i - 1]);
             if (i == 0) {
                 linears[i].backward(ctx, P, a, d, dx, rows);
                 break;
             }
             linears[i].backward(ctx, P, a, d, da, rows);
             // relu: the saved a_i = relu(u) is > 0 exactly where u > 0
-            ops::relu_backward(ctx, rows * width_in(i), a, da, da);
+            relu_backward(ctx, rows * width_in(i), a, da, da);
             norms[i - 1].backward(ctx, P, A.at(c.z[i - 1]), A.at(c.mean[i - 1]), A.at(c.rstd[i - 1]), da, dz, rows);
             d = dz;
         }

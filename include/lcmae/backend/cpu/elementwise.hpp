@@ -135,4 +135,18 @@ inline void relu_backward(const backend::Cpu& ctx, long n, const T* x, const T* 
     for (long i = 0; i < n; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
 }
 
+/// y[r, c] = a y[r, c] + b v[c].
+template <class T>
+inline void scale_add_broadcast(const backend::Cpu&, long rows, long cols, T a, T* y, T b, const T* v) {
+    for (long r = 0; r < rows; ++r)
+        for (long c = 0; c < cols; ++c) y[r * cols + c] = a * y[r * cols + c] + b * v[c];
+}
+
+/// db[c] += alpha sum_r dy[r, c] (each term scaled before it is added, as the loops it replaces).
+template <class T>
+inline void col_sum_add(const backend::Cpu&, long rows, long cols, T alpha, const T* dy, T* db) {
+    for (long r = 0; r < rows; ++r)
+        for (long c = 0; c < cols; ++c) db[c] += alpha * dy[r * cols + c];
+}
+
 }  // namespace lcmae::ops

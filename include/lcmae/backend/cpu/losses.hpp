@@ -1,22 +1,24 @@
-// lcmae/models/losses.hpp - the reconstruction losses (SPEC 2, SPEC 3 LC-SimMIM) and the
-// guidance losses L_GG (SPEC 3), each returning the loss and writing d loss / d prediction.
-// Sums run in double so the loss does not depend on the thread count.
+// lcmae/backend/cpu/losses.hpp - the reconstruction losses (SPEC 2, SPEC 3 LC-SimMIM) and the
+// guidance losses L_GG (SPEC 3) on the CPU (contracts in ops.hpp): each writes its value into
+// *loss and d loss / d prediction. Sums run in double so the loss does not depend on the thread count.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "lcmae/backend/cpu.hpp"
+#include "lcmae/backend/ops.hpp"
 #include "lcmae/core/error.hpp"
 
-namespace lcmae::models {
+namespace lcmae::ops {
 
 /// MAE's norm-pix MSE (SPEC 2). pred, target: (B, L, P); mask (B, L) 1 = removed. With norm_pix,
 /// each target patch is standardised with its mean and UNBIASED variance (divisor P - 1), eps 1e-6.
 /// Loss = sum_n mask_n mean_p (pred - target)^2 / sum_n mask_n. Writes d_pred (scaled by `scale`).
 template <class T>
-double norm_pix_mse(const T* pred, const T* target, const T* mask, long B, long L, long P, bool norm_pix, T* d_pred,
-                    double scale = 1.0) {
+inline void norm_pix_mse(const backend::Cpu&, long B, long L, long P, const T* pred, const T* target, const T* mask,
+                         bool norm_pix, double scale, T* d_pred, double* loss) {
     double mask_sum = 0;
     for (long i = 0; i < B * L; ++i) mask_sum += mask[i];
     LCMAE_CHECK(mask_sum > 0, "the MIM loss needs at least one masked patch (mask sums to 0)");
@@ -42,14 +44,14 @@ double norm_pix_mse(const T* pred, const T* target, const T* mask, long B, long 
         }
         total += mask[i] * se / P;
     }
-    return total / mask_sum;
+    *loss = total / mask_sum;
 }
 
 /// LC-SimMIM's L1 (SPEC 3): sum_{masked tokens} sum_p |pred - target| / (n_masked * p*p + 1e-5) / C.
 /// `pixels_per_token` = p*p, `channels` = C, P = p*p*C.
 template <class T>
-double simmim_l1(const T* pred, const T* target, const T* mask, long B, long L, long P, long pixels_per_token,
-                 long channels, T* d_pred, double scale = 1.0) {
+inline void simmim_l1(const backend::Cpu&, long B, long L, long P, long pixels_per_token, long channels, const T* pred,
+                      const T* target, const T* mask, double scale, T* d_pred, double* loss) {
     double masked = 0;
     for (long i = 0; i < B * L; ++i) masked += mask[i];
     const double denom = (masked * double(pixels_per_token) + 1e-5) * double(channels);
@@ -60,7 +62,7 @@ double simmim_l1(const T* pred, const T* target, const T* mask, long B, long L, 
             total += mask[i] * std::abs(diff);
             if (d_pred) d_pred[i * P + j] = T(scale * mask[i] * (diff > 0 ? 1.0 : (diff < 0 ? -1.0 : 0.0)) / denom);
         }
-    return total / denom;
+    *loss = total / denom;
 }
 
 namespace detail {
@@ -69,7 +71,7 @@ inline double clamp_norm(double n) { return std::max(n, 1e-12); }
 
 /// Cosine (normalised L2): mean_b (2 - 2 <q/|q|, t/|t|>), norms clamped at 1e-12; t is constant.
 template <class T>
-double guidance_cosine(const T* q, const T* t, long B, long D, T* dq, double scale = 1.0) {
+inline void guidance_cosine(const backend::Cpu&, long B, long D, const T* q, const T* t, double scale, T* dq, double* loss) {
     double total = 0;
     for (long b = 0; b < B; ++b) {
         const T* qb = q + b * D;
@@ -87,23 +89,16 @@ double guidance_cosine(const T* q, const T* t, long B, long D, T* dq, double sca
             for (long c = 0; c < D; ++c) dq[b * D + c] += T(g * (tb[c] / (cq * ct) - proj * qb[c]));
         }
     }
-    return total / double(B);
+    *loss = total / double(B);
 }
 
 /// InfoNCE (SPEC 3): both l2-normalised, logits = q k^T / T (B x B), cross-entropy with labels on
 /// the diagonal, times 2T.
-/// Scratch the InfoNCE loss needs for B rows of width D (pass it to avoid allocating per call).
-inline std::size_t infonce_scratch_size(long B, long D) { return std::size_t(3 * B * D + 3 * B); }
-
+/// `scratch` holds infonce_scratch_size(B, D) doubles (ops.hpp).
 template <class T>
-double guidance_infonce(const T* q, const T* t, long B, long D, double temperature, T* dq, double scale = 1.0,
-                        double* scratch = nullptr) {
+inline void guidance_infonce(const backend::Cpu&, long B, long D, double temperature, const T* q, const T* t,
+                             double scale, T* dq, double* scratch, double* loss) {
     LCMAE_CHECK(temperature > 0, "InfoNCE temperature must be positive, got " << temperature);
-    std::vector<double> owned;
-    if (scratch == nullptr) {
-        owned.resize(infonce_scratch_size(B, D));
-        scratch = owned.data();
-    }
     double* qn = scratch;
     double* tn = qn + B * D;
     double* dqn = tn + B * D;
@@ -148,12 +143,13 @@ double guidance_infonce(const T* q, const T* t, long B, long D, double temperatu
             }
         }
     }
-    return total * factor;
+    *loss = total * factor;
 }
 
 /// Smooth L1 (beta): elementwise 0.5 x^2 / beta if |x| < beta else |x| - 0.5 beta, mean over B*D.
 template <class T>
-double guidance_smooth_l1(const T* q, const T* t, long B, long D, double beta, T* dq, double scale = 1.0) {
+inline void guidance_smooth_l1(const backend::Cpu&, long B, long D, double beta, const T* q, const T* t, double scale,
+                               T* dq, double* loss) {
     LCMAE_CHECK(beta > 0, "Smooth L1 beta must be positive, got " << beta);
     double total = 0;
     const double n = double(B * D);
@@ -163,7 +159,7 @@ double guidance_smooth_l1(const T* q, const T* t, long B, long D, double beta, T
         total += ax < beta ? 0.5 * x * x / beta : ax - 0.5 * beta;
         if (dq) dq[i] += T(scale * (ax < beta ? x / beta : (x > 0 ? 1.0 : -1.0)) / n);
     }
-    return total / n;
+    *loss = total / n;
 }
 
-}  // namespace lcmae::models
+}  // namespace lcmae::ops

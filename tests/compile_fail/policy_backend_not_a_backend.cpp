@@ -1,8 +1,8 @@
-// Must not compile: a Backend other than backend::Cpu (the CUDA backend does not exist yet).
+// Must not compile: a Backend that is not a backend context (no ops, no handle types).
 #include <lcmae/lcmae.hpp>
 
 using namespace lcmae;
-struct Cuda {};  // a stand-in for a future backend::Cuda
+struct Cuda {};  // a type that merely has a backend's name
 #ifdef LCMAE_COMPILE_FAIL
 using Model = LCMAE<vit::Base16, loss::Cosine, crop::SimpleResized, Cuda>;
 #else
