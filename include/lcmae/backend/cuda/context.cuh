@@ -112,7 +112,7 @@ struct Cuda : ops::BackendTag {
     void synchronize() const { LCMAE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
 
     /// Synchronises, then throws lcmae::Error naming the op(s) that met invalid input since the
-    /// last check (and the first offending value and position); resets the record either way.
+    /// last check (and the first offending value and position), after resetting the record.
     void check_errors() const {
         cuda_detail::DeviceErrors h{};
         LCMAE_CUDA_CHECK(cudaMemcpyAsync(&h, impl_->errors, sizeof h, cudaMemcpyDeviceToHost, impl_->stream));
