@@ -135,6 +135,15 @@ double tol(double f, double d = 1e-12) {
 
 }  // namespace
 
+namespace generic_code {
+/// How the models call ops: unqualified, context first; ADL through ops::BackendTag finds the Cuda
+/// overloads declared in lcmae::ops.
+template <class Ctx, class T>
+void doubled(const Ctx& ctx, long n, const T* x, T* y) {
+    add(ctx, n, x, x, y);
+}
+}  // namespace generic_code
+
 // ---- context and memory ---------------------------------------------------------------------
 
 TEST_CASE("cuda context: value semantics, streams, allocate zero-fills, fill/copy/upload/download") {
@@ -339,6 +348,10 @@ TEST_CASE_TEMPLATE("cuda elementwise: bias_fill, bias_grad, add, add_inplace, sc
         expect_close("add", to_host(ctx, y), r, 0.0);
         lcmae::ops::add(ctx, n, da.p, db.p, da.p);
         expect_close("add (in place)", to_host(ctx, da), r, 0.0);
+        generic_code::doubled(ctx, n, db.p, y.p);  // unqualified call from generic code
+        std::vector<T> r2x(n);
+        cpu::add(n, b.data(), b.data(), r2x.data());
+        expect_close("add (found by ADL)", to_host(ctx, y), r2x, 0.0);
         auto x = random<T>(n);
         auto dx = to_device(ctx, x);
         lcmae::ops::add_inplace(ctx, n, dx.p, db.p);
