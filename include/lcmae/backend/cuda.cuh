@@ -1,0 +1,15 @@
+// lcmae/backend/cuda.cuh - the CUDA backend: backend::Cuda and every op of the catalogue
+// (backend/ops.hpp) overloaded on it in namespace lcmae::ops. Include from .cu files only (nvcc);
+// the CPU build never sees this. Pointers passed to the ops are device pointers.
+#pragma once
+
+#include "lcmae/backend/cuda/check.cuh"
+#include "lcmae/backend/cuda/context.cuh"
+#include "lcmae/backend/cuda/launch.cuh"
+#include "lcmae/backend/cuda/memory.cuh"
+#include "lcmae/backend/cuda/gemm.cuh"
+#include "lcmae/backend/cuda/elementwise.cuh"
+#include "lcmae/backend/cuda/norm.cuh"
+#include "lcmae/backend/cuda/attention.cuh"
+#include "lcmae/backend/cuda/tokens.cuh"
+#include "lcmae/backend/cuda/reduce.cuh"

@@ -1,0 +1,221 @@
+// lcmae/backend/cuda/context.cuh - backend::Cuda, the GPU backend's context.
+//
+// A value type (like backend::Cpu) that generic code passes as the first argument of every op. It
+// owns, through a shared_ptr to one Impl (copies share them; the last copy releases them):
+//   * a non-blocking stream: every op of this context is enqueued on it, in call order;
+//   * a cuBLAS handle bound to that stream, and a cuBLASLt handle;
+//   * a workspace for cuBLAS(Lt) (given to cuBLAS with cublasSetWorkspace, so its kernels never
+//     allocate behind our back; both handles run on the one stream, so they may share it);
+//   * a small device scratch: per-block partial sums for the reductions and one double for the
+//     host-returning reductions;
+//   * a device error record that kernels write when they meet invalid input they cannot report
+//     otherwise (a token id out of range): reading it needs a sync, so it is read only when the
+//     caller asks, by check_errors().
+//
+// Precision (for float storage; double GEMMs are always cublasDgemm):
+//   Fp32 - strict FP32 (cublasGemmEx with CUBLAS_COMPUTE_32F): the parity mode, the default.
+//   Tf32 - CUBLAS_COMPUTE_32F_FAST_TF32: tensor cores, float in and out, ~1e-3 relative error.
+//   Bf16 - NOT IMPLEMENTED yet (needs bf16 storage); a float GEMM in this mode throws.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#include "lcmae/backend/cuda/check.cuh"
+#include "lcmae/backend/tag.hpp"
+#include "lcmae/core/error.hpp"
+
+namespace lcmae::backend {
+
+enum class Precision { Fp32, Tf32, Bf16 };
+
+inline const char* precision_name(Precision p) noexcept {
+    switch (p) {
+        case Precision::Fp32: return "fp32";
+        case Precision::Tf32: return "tf32";
+        case Precision::Bf16: return "bf16";
+    }
+    return "?";
+}
+
+namespace cuda_detail {
+
+/// What kernels record when they skip invalid input. `ops` has one bit per op (below); the first
+/// offender's value and position are kept (claimed through `claimed`), later ones only set bits.
+struct DeviceErrors {
+    unsigned int ops;
+    unsigned int claimed;
+    long long value;
+    long long position;
+};
+
+enum ErrorOp : unsigned int {
+    kErrGatherRows = 1u << 0,
+    kErrScatterRowsAdd = 1u << 1,
+};
+
+/// Called by a kernel thread that found input `value` at `position` invalid for op `bit`.
+__device__ inline void record_error(DeviceErrors* e, unsigned int bit, long long value, long long position) {
+    atomicOr(&e->ops, bit);
+    if (atomicCAS(&e->claimed, 0u, 1u) == 0u) {
+        e->value = value;
+        e->position = position;
+    }
+}
+
+/// Per-block partial sums of the reductions (sum, dot, sum_squares): at most this many blocks.
+inline constexpr int kReduceMaxBlocks = 1024;
+
+}  // namespace cuda_detail
+
+struct Cuda : ops::BackendTag {
+    static constexpr const char* name = "cuda";
+    template <class T>
+    using ptr = T*;
+
+    /// Bytes of the cuBLAS(Lt) workspace (NVIDIA recommends 32 MiB on Hopper).
+    static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
+
+    explicit Cuda(int device = 0, Precision precision = Precision::Fp32)
+        : impl_(std::make_shared<Impl>(device, precision)) {}
+
+    /// True when the runtime sees at least one CUDA device (tests skip otherwise).
+    static bool available() noexcept {
+        int n = 0;
+        const cudaError_t e = cudaGetDeviceCount(&n);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return false;
+        }
+        return n > 0;
+    }
+
+    cudaStream_t stream() const noexcept { return impl_->stream; }
+    cublasHandle_t cublas() const noexcept { return impl_->cublas; }
+    cublasLtHandle_t cublaslt() const noexcept { return impl_->cublaslt; }
+    void* workspace() const noexcept { return impl_->workspace; }
+    static constexpr std::size_t workspace_bytes() noexcept { return kWorkspaceBytes; }
+    int device() const noexcept { return impl_->device; }
+
+    /// The GEMM precision for float storage (shared by every copy of this context).
+    Precision precision() const noexcept { return impl_->precision; }
+    void set_precision(Precision p) noexcept { impl_->precision = p; }
+
+    /// Blocks the host until everything enqueued on this context's stream has finished.
+    void synchronize() const { LCMAE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
+
+    /// Synchronises, then throws lcmae::Error naming the op(s) that met invalid input since the
+    /// last check (and the first offending value and position), after resetting the record.
+    void check_errors() const {
+        cuda_detail::DeviceErrors h{};
+        LCMAE_CUDA_CHECK(cudaMemcpyAsync(&h, impl_->errors, sizeof h, cudaMemcpyDeviceToHost, impl_->stream));
+        LCMAE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+        if (h.ops == 0) return;
+        LCMAE_CUDA_CHECK(cudaMemsetAsync(impl_->errors, 0, sizeof h, impl_->stream));
+        LCMAE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+        std::ostringstream os;
+        os << "a CUDA op met invalid input (the offending rows were skipped):";
+        if (h.ops & cuda_detail::kErrGatherRows) os << " gather_rows";
+        if (h.ops & cuda_detail::kErrScatterRowsAdd) os << " scatter_rows_add";
+        os << "; first: token index " << h.value << " at position " << h.position << " is out of range";
+        LCMAE_FAIL(os.str());
+    }
+
+    cuda_detail::DeviceErrors* error_record() const noexcept { return impl_->errors; }
+    /// kReduceMaxBlocks doubles of per-block partials, then one double for host-returning results.
+    double* reduce_scratch() const noexcept { return impl_->reduce; }
+    double* reduce_result() const noexcept { return impl_->reduce + cuda_detail::kReduceMaxBlocks; }
+
+    // ---- memory services (the Cpu backend has the same names) ----------------------------------
+
+    /// `count` zero-filled T in device memory (plain cudaMalloc, never managed memory); nullptr for
+    /// count 0. Throws lcmae::Error when the allocation fails. Synchronous: the zeros are in place
+    /// when it returns, whatever stream uses the memory next.
+    template <class T>
+    static T* allocate(std::size_t count) {
+        if (count == 0) return nullptr;
+        LCMAE_CHECK(count <= std::numeric_limits<std::size_t>::max() / sizeof(T),
+                    "device allocation of " << count << " values of " << sizeof(T) << " bytes overflows size_t");
+        void* p = nullptr;
+        LCMAE_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
+        // On stream 0 and waited for: our streams are non-blocking, so they would not wait for a
+        // plain cudaMemset on the legacy default stream.
+        const cudaError_t e1 = cudaMemsetAsync(p, 0, count * sizeof(T), 0);
+        const cudaError_t e2 = e1 == cudaSuccess ? cudaStreamSynchronize(0) : e1;
+        if (e2 != cudaSuccess) {
+            cudaFree(p);
+            cuda_detail::throw_cuda(__FILE__, __LINE__, "cudaMemsetAsync/cudaStreamSynchronize after cudaMalloc", e2);
+        }
+        return static_cast<T*>(p);
+    }
+
+    /// Frees memory from allocate (nullptr is fine). Never throws; a failure is dropped and cleared
+    /// from the runtime's last error so that it is not blamed on a later launch.
+    template <class T>
+    static void deallocate(T* p) noexcept {
+        if (p == nullptr) return;
+        if (cudaFree(const_cast<std::remove_const_t<T>*>(p)) != cudaSuccess) (void)cudaGetLastError();
+    }
+
+private:
+    struct Impl {
+        int device = 0;
+        Precision precision = Precision::Fp32;
+        cudaStream_t stream = nullptr;
+        cublasHandle_t cublas = nullptr;
+        cublasLtHandle_t cublaslt = nullptr;
+        void* workspace = nullptr;
+        cuda_detail::DeviceErrors* errors = nullptr;
+        double* reduce = nullptr;
+
+        Impl(int dev, Precision p) : device(dev), precision(p) {
+            int count = 0;
+            LCMAE_CUDA_CHECK(cudaGetDeviceCount(&count));
+            LCMAE_CHECK(dev >= 0 && dev < count, "CUDA device " << dev << " does not exist (" << count << " visible)");
+            try {
+                LCMAE_CUDA_CHECK(cudaSetDevice(dev));
+                LCMAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+                LCMAE_CUBLAS_CHECK(cublasCreate(&cublas));
+                LCMAE_CUBLAS_CHECK(cublasSetStream(cublas, stream));
+                LCMAE_CUBLAS_CHECK(cublasLtCreate(&cublaslt));
+                workspace = allocate<unsigned char>(kWorkspaceBytes);
+                LCMAE_CUBLAS_CHECK(cublasSetWorkspace(cublas, workspace, kWorkspaceBytes));
+                errors = allocate<cuda_detail::DeviceErrors>(1);
+                reduce = allocate<double>(cuda_detail::kReduceMaxBlocks + 1);
+            } catch (...) {
+                release();
+                throw;
+            }
+        }
+        ~Impl() { release(); }
+        Impl(const Impl&) = delete;
+        Impl& operator=(const Impl&) = delete;
+
+        void release() noexcept {
+            // Finish queued work before the memory it uses goes away; errors here cannot be thrown.
+            if (stream != nullptr && cudaStreamSynchronize(stream) != cudaSuccess) (void)cudaGetLastError();
+            if (cublaslt != nullptr) cublasLtDestroy(cublaslt);
+            if (cublas != nullptr) cublasDestroy(cublas);
+            deallocate(reduce);
+            deallocate(errors);
+            deallocate(workspace);
+            if (stream != nullptr && cudaStreamDestroy(stream) != cudaSuccess) (void)cudaGetLastError();
+            cublaslt = nullptr;
+            cublas = nullptr;
+            reduce = nullptr;
+            errors = nullptr;
+            workspace = nullptr;
+            stream = nullptr;
+        }
+    };
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace lcmae::backend
