@@ -151,7 +151,7 @@ info() {
   fi
   echo "cmake: $(cmake --version 2>/dev/null | head -n 1 || echo 'not found'); ninja: $(ninja --version 2>/dev/null || echo 'not found')"
   echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), $JOBS cores"
-  echo "python: $(python3 -c 'import torch, sys; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -n 1)"
+  echo "python: $(timeout 60 python3 -c 'import torch, sys; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -n 1)"
   if ((HAVE_GPU == 0)); then
     echo
     echo "!! NO GPU FOUND (nvidia-smi missing or lists no GPU): the stages that need one are skipped;"
@@ -181,7 +181,7 @@ main() {
   fi
 
   # 2. lcmae: configure, build only the check's targets (those that exist), test, benchmark.
-  local configured=0 built=0
+  local configured=0
   if run_stage configure test 90 15 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
        -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DLCMAE_NATIVE=ON; then
     configured=1
@@ -199,32 +199,32 @@ main() {
     record build skipped 0 "configure failed"
   elif ((${#targets[@]} == 0)); then
     record build skipped 0 "none of $TEST_TARGET ${BENCH_TARGETS[*]} exists yet"
-  elif run_stage build test 210 25 cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]}"; then
-    built=1
+  else
+    # One Ninja run that keeps going (-k 0): a target that fails to build does not stop the others,
+    # and each later stage runs if its own executable came out (stale ones are removed first).
+    ((DRY_RUN)) || for t in "${targets[@]}"; do rm -f "$(find_exe "$t")"; done
+    run_stage build test 210 25 cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]}" -- -k 0
   fi
 
   local exe
-  if ((DRY_RUN)) || { ((built)) && have_target "$TEST_TARGET"; }; then
+  exe=$(find_exe "$TEST_TARGET")
+  if ((DRY_RUN)) || [[ -n $exe ]]; then
     if ((GPU_OK == 0)); then
       record ctest skipped 0 "no GPU"
       record "$TEST_TARGET" skipped 0 "no GPU"
     else
       run_stage ctest test 120 40 ctest --test-dir "$BUILD" -R "$CTEST_REGEX" --output-on-failure --no-tests=error
-      exe=$(find_exe "$TEST_TARGET")
       # doctest: --duration lists every test case with its time; the summary line closes it.
       # (doctest's -s means --success, every passing assertion: too much output for this log.)
-      if [[ -n $exe ]] || ((DRY_RUN)); then
-        run_stage "$TEST_TARGET" test 90 40 "${exe:-$BUILD/tests/$TEST_TARGET}" --duration=true
-      else
-        record "$TEST_TARGET" skipped 0 "executable not found under $BUILD"
-      fi
+      run_stage "$TEST_TARGET" test 90 40 "${exe:-$BUILD/tests/$TEST_TARGET}" --duration=true
     fi
   else
     record ctest skipped 0 "$TEST_TARGET not built"
   fi
 
   for t in "${BENCH_TARGETS[@]}"; do
-    if ! ((DRY_RUN)) && ! { ((built)) && have_target "$t"; }; then
+    exe=$(find_exe "$t")
+    if ! ((DRY_RUN)) && [[ -z $exe ]]; then
       record "$t" skipped 0 "not built"
       continue
     fi
@@ -232,7 +232,6 @@ main() {
       record "$t" skipped 0 "no GPU"
       continue
     fi
-    exe=$(find_exe "$t")
     exe=${exe:-$BUILD/bench/$t}
     # A Google Benchmark binary names benchmark:: symbols (linked statically or not).
     if ((DRY_RUN)) || grep -qa _ZN9benchmark "$exe" 2>/dev/null; then
@@ -248,7 +247,7 @@ main() {
   for a in "${PYTORCH_ARGS[@]}"; do [[ $a == cpu ]] && dev=cpu; done
   if [[ $dev == cuda ]] && ((GPU_OK == 0)); then
     record pytorch skipped 0 "no GPU"
-  elif ! python3 -c 'import torch' >/dev/null 2>&1; then
+  elif ! timeout 60 python3 -c 'import torch' >/dev/null 2>&1; then
     record pytorch skipped 0 "python3 cannot import torch"
   else
     local cap=240 left=$((DEADLINE - $(date +%s)))
