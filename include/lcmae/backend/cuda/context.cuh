@@ -59,7 +59,29 @@ struct DeviceErrors {
 enum ErrorOp : unsigned int {
     kErrGatherRows = 1u << 0,
     kErrScatterRowsAdd = 1u << 1,
+    kErrPatchifyConv = 1u << 2,         // token id outside [0, L)
+    kErrAssembleTokens = 1u << 3,       // negative token id (the op is not told L)
+    kErrKeepToSlots = 1u << 4,          // keep id outside [0, L)
+    kErrDecoderAssemble = 1u << 5,      // slot outside [-1, K)
+    kErrPoolTokens = 1u << 6,           // a sample with no token to pool (value = sample)
+    kErrLossMask = 1u << 7,             // norm_pix_mse: the mask sums to 0 (value = 0)
 };
+
+/// What each bit says, for check_errors().
+inline const char* error_op_text(unsigned int bit) {
+    switch (bit) {
+        case kErrGatherRows: return "gather_rows (token index out of range)";
+        case kErrScatterRowsAdd: return "scatter_rows_add (token index out of range)";
+        case kErrPatchifyConv: return "patchify_conv (token id outside [0, L))";
+        case kErrAssembleTokens: return "assemble_tokens (negative token id)";
+        case kErrKeepToSlots: return "keep_to_slots (keep id outside [0, L))";
+        case kErrDecoderAssemble: return "decoder_assemble/decoder_assemble_backward (slot outside [-1, K))";
+        case kErrPoolTokens: return "pool_tokens (a sample has no token to pool)";
+        case kErrLossMask: return "norm_pix_mse (the MIM loss needs at least one masked patch: mask sums to 0)";
+    }
+    return "?";
+}
+inline constexpr int kErrorBits = 8;
 
 /// Called by a kernel thread that found input `value` at `position` invalid for op `bit`.
 __device__ inline void record_error(DeviceErrors* e, unsigned int bit, long long value, long long position) {
@@ -72,13 +94,25 @@ __device__ inline void record_error(DeviceErrors* e, unsigned int bit, long long
 
 /// Per-block partial sums of the reductions (sum, dot, sum_squares): at most this many blocks.
 inline constexpr int kReduceMaxBlocks = 1024;
+/// The losses' and optimisers' scratch (Cuda::op_scratch()): kOpMaxBlocks per-block partials, then
+/// kOpExtra doubles for intermediate scalars (a mask sum, a loss denominator).
+inline constexpr int kOpMaxBlocks = 1024;
+inline constexpr int kOpExtra = 8;
 
 }  // namespace cuda_detail
+
+template <class T>
+class CudaBuffer;
 
 struct Cuda : ops::BackendTag {
     static constexpr const char* name = "cuda";
     template <class T>
     using ptr = T*;
+    /// One owning zero-filled device allocation (RAII, move-only; see CudaBuffer below).
+    template <class T>
+    using buffer = CudaBuffer<T>;
+    /// Host code may NOT read this backend's memory: generic code downloads (io/, the losses).
+    static constexpr bool host_memory = false;
 
     /// Bytes of the cuBLAS(Lt) workspace (NVIDIA recommends 32 MiB on Hopper).
     static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
@@ -122,9 +156,10 @@ struct Cuda : ops::BackendTag {
         LCMAE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
         std::ostringstream os;
         os << "a CUDA op met invalid input (the offending rows were skipped):";
-        if (h.ops & cuda_detail::kErrGatherRows) os << " gather_rows";
-        if (h.ops & cuda_detail::kErrScatterRowsAdd) os << " scatter_rows_add";
-        os << "; first: token index " << h.value << " at position " << h.position << " is out of range";
+        for (int b = 0; b < cuda_detail::kErrorBits; ++b)
+            if (h.ops & (1u << b)) os << ' ' << cuda_detail::error_op_text(1u << b) << ';';
+        os << " first: value " << h.value << " at position " << h.position;
+        if (h.ops & cuda_detail::kErrGatherRows) os << " (gather_rows: token index " << h.value << " is out of range)";
         LCMAE_FAIL(os.str());
     }
 
@@ -132,6 +167,10 @@ struct Cuda : ops::BackendTag {
     /// kReduceMaxBlocks doubles of per-block partials, then one double for host-returning results.
     double* reduce_scratch() const noexcept { return impl_->reduce; }
     double* reduce_result() const noexcept { return impl_->reduce + cuda_detail::kReduceMaxBlocks; }
+    /// The losses' and optimisers' scratch: kOpMaxBlocks partials, then kOpExtra scalars. Ops use it
+    /// only between their own launches (one stream: no other op runs in between).
+    double* op_partials() const noexcept { return impl_->op; }
+    double* op_extra() const noexcept { return impl_->op + cuda_detail::kOpMaxBlocks; }
 
     // ---- memory services (the Cpu backend has the same names) ----------------------------------
 
@@ -174,6 +213,7 @@ private:
         void* workspace = nullptr;
         cuda_detail::DeviceErrors* errors = nullptr;
         double* reduce = nullptr;
+        double* op = nullptr;
 
         Impl(int dev, Precision p) : device(dev), precision(p) {
             int count = 0;
@@ -189,6 +229,7 @@ private:
                 LCMAE_CUBLAS_CHECK(cublasSetWorkspace(cublas, workspace, kWorkspaceBytes));
                 errors = allocate<cuda_detail::DeviceErrors>(1);
                 reduce = allocate<double>(cuda_detail::kReduceMaxBlocks + 1);
+                op = allocate<double>(cuda_detail::kOpMaxBlocks + cuda_detail::kOpExtra);
             } catch (...) {
                 release();
                 throw;
@@ -203,6 +244,7 @@ private:
             if (stream != nullptr && cudaStreamSynchronize(stream) != cudaSuccess) (void)cudaGetLastError();
             if (cublaslt != nullptr) cublasLtDestroy(cublaslt);
             if (cublas != nullptr) cublasDestroy(cublas);
+            deallocate(op);
             deallocate(reduce);
             deallocate(errors);
             deallocate(workspace);
@@ -210,12 +252,59 @@ private:
             cublaslt = nullptr;
             cublas = nullptr;
             reduce = nullptr;
+            op = nullptr;
             errors = nullptr;
             workspace = nullptr;
             stream = nullptr;
         }
     };
     std::shared_ptr<Impl> impl_;
+};
+
+/// Cuda::buffer<T>: `count` zero-filled T in device memory (Cuda::allocate: cudaMalloc + memset,
+/// synchronous), freed on destruction. Move-only. resize() reallocates and zero-fills (contents are
+/// not preserved, as AlignedBuffer); data() is a device pointer (never dereference it on the host).
+template <class T>
+class CudaBuffer {
+    static_assert(std::is_trivially_copyable_v<T>, "CudaBuffer holds trivially copyable values only");
+
+public:
+    CudaBuffer() = default;
+    explicit CudaBuffer(std::size_t count) { resize(count); }
+    CudaBuffer(const CudaBuffer&) = delete;
+    CudaBuffer& operator=(const CudaBuffer&) = delete;
+    CudaBuffer(CudaBuffer&& o) noexcept : data_(o.data_), size_(o.size_) {
+        o.data_ = nullptr;
+        o.size_ = 0;
+    }
+    CudaBuffer& operator=(CudaBuffer&& o) noexcept {
+        if (this != &o) {
+            Cuda::deallocate(data_);
+            data_ = o.data_;
+            size_ = o.size_;
+            o.data_ = nullptr;
+            o.size_ = 0;
+        }
+        return *this;
+    }
+    ~CudaBuffer() { Cuda::deallocate(data_); }
+
+    void resize(std::size_t count) {
+        Cuda::deallocate(data_);
+        data_ = nullptr;
+        size_ = 0;
+        data_ = Cuda::allocate<T>(count);  // throws on failure (then this buffer is empty)
+        size_ = count;
+    }
+    T* data() noexcept { return data_; }
+    const T* data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    std::size_t bytes() const noexcept { return size_ * sizeof(T); }
+
+private:
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
 };
 
 }  // namespace lcmae::backend

@@ -91,6 +91,26 @@ __global__ void relu_backward_kernel(long long n, const T* x, const T* dy, T* dx
         dx[i] = x[i] > T(0) ? dy[i] : T(0);
 }
 
+/// y[r, c] = a y[r, c] + b v[c]; one thread per element.
+template <class T>
+__global__ void scale_add_broadcast_kernel(long long rows, long long cols, T a, T* y, T b, const T* v) {
+    const long long n = rows * cols;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        y[i] = a * y[i] + b * v[i % cols];
+}
+
+/// db[c] += sum_r alpha dy[r, c]: block (32, kColRows) per 32 columns (as bias_grad).
+template <class T>
+__global__ void col_sum_add_kernel(long long rows, long long cols, T alpha, const T* __restrict__ dy, T* __restrict__ db) {
+    using A = acc_t<T>;
+    __shared__ A sh[kColRows][32];
+    const long long c = blockIdx.x * 32LL + threadIdx.x;
+    A acc = A(0);
+    if (c < cols)
+        for (long long r = threadIdx.y; r < rows; r += kColRows) acc += A(alpha * dy[r * cols + c]);
+    const A s = column_sum(acc, sh);
+    if (c < cols && threadIdx.y == 0) db[c] = T(A(db[c]) + s);
+}
 }  // namespace lcmae::backend::cuda_detail
 
 namespace lcmae::ops {
@@ -176,6 +196,28 @@ inline void relu_backward(const backend::Cuda& ctx, long n, const T* x, const T*
     using namespace backend::cuda_detail;
     relu_backward_kernel<T><<<blocks_for(n), kThreads, 0, ctx.stream()>>>(n, x, dy, dx);
     LCMAE_CUDA_CHECK_LAUNCH("relu_backward_kernel");
+}
+
+/// y[r, c] = a y[r, c] + b v[c].
+template <class T>
+inline void scale_add_broadcast(const backend::Cuda& ctx, long rows, long cols, T a, T* y, T b, const T* v) {
+    LCMAE_CHECK(rows >= 0 && cols >= 0, "scale_add_broadcast sizes must be non-negative, got " << rows << " x " << cols);
+    const long long n = (long long)rows * cols;
+    if (n == 0) return;
+    using namespace backend::cuda_detail;
+    scale_add_broadcast_kernel<T><<<blocks_for(n), kThreads, 0, ctx.stream()>>>(rows, cols, a, y, b, v);
+    LCMAE_CUDA_CHECK_LAUNCH("scale_add_broadcast_kernel");
+}
+
+/// db[c] += alpha sum_r dy[r, c] (accumulates; deterministic column reduction).
+template <class T>
+inline void col_sum_add(const backend::Cuda& ctx, long rows, long cols, T alpha, const T* dy, T* db) {
+    LCMAE_CHECK(rows >= 0 && cols >= 0, "col_sum_add sizes must be non-negative, got " << rows << " x " << cols);
+    if (rows == 0 || cols == 0) return;
+    using namespace backend::cuda_detail;
+    const dim3 block(32, kColRows), grid(static_cast<unsigned int>((cols + 31) / 32));
+    col_sum_add_kernel<T><<<grid, block, 0, ctx.stream()>>>(rows, cols, alpha, dy, db);
+    LCMAE_CUDA_CHECK_LAUNCH("col_sum_add_kernel");
 }
 
 }  // namespace lcmae::ops

@@ -81,4 +81,34 @@ __device__ inline A column_sum(A v, A (*sh)[32]) {
     return s;
 }
 
+/// Sum of v over a 1-D block (blockDim.x a multiple of 32, at most 1024); every thread gets the
+/// same value (lane 0 of each warp posts its warp's sum, then every thread adds the posts in warp
+/// order): deterministic. `sh` is __shared__ storage of 32 accumulators; contains __syncthreads, so
+/// every thread of the block must call it (no early returns before it).
+template <class A>
+__device__ inline A block_sum(A v, A* sh) {
+    v = warp_sum(v);
+    __syncthreads();  // the previous call's readers are done with sh
+    if (threadIdx.x % 32 == 0) sh[threadIdx.x / 32] = v;
+    __syncthreads();
+    A s = A(0);
+    const int warps = int(blockDim.x / 32);
+    for (int w = 0; w < warps; ++w) s += sh[w];
+    return s;
+}
+
+/// Round-to-nearest arithmetic that nvcc may not contract into an FMA: the optimisers use these so
+/// their update is the CPU's expression, operation by operation (the CPU build has no FMA
+/// contraction without -march=native).
+__device__ inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ inline float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ inline double add_rn(double a, double b) { return __dadd_rn(a, b); }
+__device__ inline float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+__device__ inline double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+__device__ inline float div_rn(float a, float b) { return __fdiv_rn(a, b); }
+__device__ inline double div_rn(double a, double b) { return __ddiv_rn(a, b); }
+__device__ inline float sqrt_rn(float a) { return __fsqrt_rn(a); }
+__device__ inline double sqrt_rn(double a) { return __dsqrt_rn(a); }
+
 }  // namespace lcmae::backend::cuda_detail
