@@ -33,6 +33,7 @@
 #include "lcmae/io/train_state.hpp"
 #include "lcmae/models/lcmae_model.hpp"
 #include "lcmae/models/model_spec.hpp"
+#include "lcmae/models/spec_rules.hpp"
 #include "lcmae/optim/adamw.hpp"
 #include "lcmae/optim/ema.hpp"
 #include "lcmae/optim/grad_norm.hpp"
@@ -64,6 +65,27 @@ struct RunConfig {
     long max_batch = 64;              // per view; buffers are planned for it
     std::uint64_t seed = 0;           // parameter initialisation
 };
+
+namespace detail {
+/// The structural part of LCMAE<...>::spec(), a free function so the class's static_asserts can
+/// evaluate it while the class is still incomplete.
+template <class B, class Loss, class Recipe>
+constexpr models::ModelSpec structural_spec() {
+    models::ModelSpec s{};
+    s.encoder = B::dims();
+    s.decoder = models::DecoderDims{Recipe::decoder_dim, Recipe::decoder_depth, Recipe::decoder_heads};
+    s.head_hidden = Recipe::head_hidden;
+    s.projector_depth = Recipe::projector_depth;
+    s.predictor_depth = Recipe::predictor_depth;
+    s.loss = Loss::kind;
+    s.guidance = Recipe::Guidance::kind;
+    s.pool = Recipe::Pool::kind;
+    s.guided = Recipe::Guided::kind;
+    s.views = Recipe::Views::kind;
+    s.baseline = Recipe::Baseline::kind;
+    return s;
+}
+}  // namespace detail
 
 /// An LC-MAE pre-training model, fully described by its type:
 ///   B        the backbone (vit::Config<...> or a preset such as vit::Base16),
@@ -102,40 +124,19 @@ public:
     static constexpr bool guided_enabled = Loss::kind != models::GuidanceLoss::None;
     static constexpr bool simmim = baseline::kind == models::Baseline::SimMim;
 
-    // ---- invalid combinations, in words
-    static_assert(!(simmim && views::kind == models::ViewSchedule::Symmetric),
-                  "LCMAE: LC-SimMIM supports the Paper view schedule only (its encoder sees every token, so "
-                  "there are no disjoint keep sets for the Symmetric schedule); use `using Views = "
-                  "views::Paper;` in the recipe, as recipe::SimMim does");
-    static_assert(!(simmim && guidance::kind != models::GuidanceType::Global),
-                  "LCMAE: LC-SimMIM supports global guidance only; use `using Guidance = guidance::Global;`");
-    static_assert(guidance::kind == models::GuidanceType::Global || pool::kind == models::PoolTokens::Visible,
-                  "LCMAE: token-wise guidance regresses each visible token onto the target token at the same "
-                  "position, so it cannot pool the CLS token: with guidance::TokenWise or guidance::Both, "
-                  "Pool must be tokens::Visible");
-    static_assert(Recipe::decoder_dim > 0 && Recipe::decoder_depth > 0 && Recipe::decoder_heads > 0,
-                  "LCMAE: the recipe's decoder dims must be positive");
-    static_assert(Recipe::decoder_dim % Recipe::decoder_heads == 0,
-                  "LCMAE: the recipe's decoder_dim must be divisible by decoder_heads");
-    static_assert(Recipe::decoder_dim % 4 == 0,
-                  "LCMAE: the recipe's decoder_dim must be a multiple of 4 (2-D sin-cos position embedding)");
-    static_assert(Recipe::head_hidden > 0 && Recipe::projector_depth >= 0 && Recipe::predictor_depth >= 0,
-                  "LCMAE: head_hidden must be positive and the head depths non-negative (0 = identity)");
+    // ---- invalid combinations, in words (each rule and sentence lives once, in models/spec_rules.hpp)
+    static constexpr models::ModelSpec kStructure = detail::structural_spec<B, Loss, Recipe>();
+    static_assert(models::rules::simmim_views(kStructure), "LCMAE: " LCMAE_RULE_SIMMIM_VIEWS_MSG);
+    static_assert(models::rules::simmim_global(kStructure), "LCMAE: " LCMAE_RULE_SIMMIM_GLOBAL_MSG);
+    static_assert(models::rules::tokenwise_pool(kStructure), "LCMAE: " LCMAE_RULE_TOKENWISE_POOL_MSG);
+    static_assert(models::rules::decoder_positive(kStructure), "LCMAE: " LCMAE_RULE_DECODER_POSITIVE_MSG);
+    static_assert(models::rules::decoder_heads(kStructure), "LCMAE: " LCMAE_RULE_DECODER_HEADS_MSG);
+    static_assert(models::rules::decoder_sincos(kStructure), "LCMAE: " LCMAE_RULE_DECODER_SINCOS_MSG);
+    static_assert(models::rules::heads(kStructure), "LCMAE: " LCMAE_RULE_HEADS_MSG);
 
     /// The engine's description of this type with the run-time numbers of `rc`.
     static constexpr models::ModelSpec spec(const RunConfig& rc = {}) {
-        models::ModelSpec s{};
-        s.encoder = B::dims();
-        s.decoder = models::DecoderDims{Recipe::decoder_dim, Recipe::decoder_depth, Recipe::decoder_heads};
-        s.head_hidden = Recipe::head_hidden;
-        s.projector_depth = Recipe::projector_depth;
-        s.predictor_depth = Recipe::predictor_depth;
-        s.loss = Loss::kind;
-        s.guidance = guidance::kind;
-        s.pool = pool::kind;
-        s.guided = guided::kind;
-        s.views = views::kind;
-        s.baseline = baseline::kind;
+        models::ModelSpec s = detail::structural_spec<B, Loss, Recipe>();
         s.mask_ratio = rc.mask_ratio;
         s.simmim_mask_ratio = rc.simmim_mask_ratio;
         s.target_mask_ratio = rc.target_mask_ratio;

@@ -82,8 +82,21 @@ concept BackendOps = requires(const B& ctx, dptr<B, T> p, dptr<B, const T> cp, d
     guidance_smooth_l1(ctx, n, n, 1.0, cp, cp, 1.0, p, scalar);
 };
 
+/// The optimiser ops (segment / run tables on the host and in backend memory).
+template <class B, class T>
+concept BackendOptimOps = requires(const B& ctx, dptr<B, T> p, dptr<B, const T> cp, dptr<B, double> scalar,
+                                   dptr<B, const double> cscalar, const ops::OptimSegment* seg_host,
+                                   dptr<B, const ops::OptimSegment> seg, const ops::EmaRun* run_host,
+                                   dptr<B, const ops::EmaRun> run, long n) {
+    grad_sum_squares(ctx, n, seg_host, seg, 1.0, cp, scalar);
+    grad_clip_scale(ctx, n, seg_host, seg, 1.0, cscalar, p);
+    adamw_update(ctx, n, seg_host, seg, ops::AdamWStep{}, cscalar, p, cp, p, p);
+    lars_update(ctx, n, seg_host, seg, ops::LarsStep{}, p, cp, p, scalar);
+    ema_update(ctx, n, run_host, run, 0.99, p, cp);
+};
+
 /// A complete backend for scalar type T.
 template <class B, class T = float>
-concept Backend = BackendMemory<B> && BackendOps<B, T>;
+concept Backend = BackendMemory<B> && BackendOps<B, T> && BackendOptimOps<B, T>;
 
 }  // namespace lcmae::backend

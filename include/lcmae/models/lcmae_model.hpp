@@ -20,6 +20,7 @@
 #include "lcmae/models/mae_decoder.hpp"
 #include "lcmae/models/masking.hpp"
 #include "lcmae/models/model_spec.hpp"
+#include "lcmae/models/spec_rules.hpp"
 #include "lcmae/models/vit_encoder.hpp"
 #include "lcmae/nn/mlp_head.hpp"
 
@@ -279,14 +280,14 @@ private:
         LCMAE_CHECK(s.max_batch >= 1, "max_batch must be >= 1, got " << s.max_batch);
         LCMAE_CHECK(s.alpha >= 0, "alpha must be non-negative, got " << s.alpha);
         if (s.guided_enabled()) {
-            LCMAE_CHECK(s.projector_depth >= 0 && s.predictor_depth >= 0, "head depths must be >= 0");
-            LCMAE_CHECK(s.head_hidden >= 1, "head hidden width must be >= 1, got " << s.head_hidden);
+            LCMAE_CHECK(rules::heads(s), LCMAE_RULE_HEADS_MSG << " (head_hidden " << s.head_hidden << ", depths "
+                                                              << s.projector_depth << " / " << s.predictor_depth << ")");
             if (s.guided == GuidedTokens::VisibleAndMask)
                 LCMAE_CHECK(s.baseline == Baseline::Mae && s.guidance == GuidanceType::Global && s.pool == PoolTokens::Visible,
                             "guided tokens 'visible + mask' (Table 5e) pool MAE's decoder-side sequence: they need the MAE "
                             "baseline, global guidance and visible-token pooling");
             if (s.guidance != GuidanceType::Global) {
-                LCMAE_CHECK(s.pool == PoolTokens::Visible, "token-wise guidance regresses visible tokens; pooling must be Visible");
+                LCMAE_CHECK(rules::tokenwise_pool(s), LCMAE_RULE_TOKENWISE_POOL_MSG);
                 LCMAE_CHECK(s.target_mask_ratio == 0.0, "token-wise guidance needs the target token at every online "
                                                         "position, so the target mask ratio must be 0, got "
                                                             << s.target_mask_ratio);
@@ -296,11 +297,14 @@ private:
             LCMAE_CHECK(s.target_mask_ratio == 0.0 || s.baseline == Baseline::Mae,
                         "a masked target (Table 5c) is implemented for the MAE baseline only");
         }
-        if (s.baseline == Baseline::SimMim) {
-            LCMAE_CHECK(s.views == ViewSchedule::Paper,
-                        "LC-SimMIM supports the Paper view schedule only (its encoder sees every token, so there are no "
-                        "disjoint keep sets)");
-            LCMAE_CHECK(s.guidance == GuidanceType::Global, "LC-SimMIM supports global guidance only");
+        LCMAE_CHECK(rules::simmim_views(s), LCMAE_RULE_SIMMIM_VIEWS_MSG);
+        LCMAE_CHECK(rules::simmim_global(s), LCMAE_RULE_SIMMIM_GLOBAL_MSG);
+        if (s.baseline == Baseline::Mae) {
+            LCMAE_CHECK(rules::decoder_positive(s), LCMAE_RULE_DECODER_POSITIVE_MSG << ", got " << s.decoder.dim << " x "
+                                                                                      << s.decoder.depth << " x " << s.decoder.heads);
+            LCMAE_CHECK(rules::decoder_heads(s), LCMAE_RULE_DECODER_HEADS_MSG << " (" << s.decoder.dim << " / "
+                                                                              << s.decoder.heads << ")");
+            LCMAE_CHECK(rules::decoder_sincos(s), LCMAE_RULE_DECODER_SINCOS_MSG << ", got " << s.decoder.dim);
         }
     }
     bool token_wise() const { return spec_.guidance != GuidanceType::Global; }

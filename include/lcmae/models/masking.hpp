@@ -1,5 +1,6 @@
 // lcmae/models/masking.hpp - MAE's per-sample random masking (SPEC 2) and SimMIM's block masking
 // (SPEC 3), both drawn from the counter-based RNG so a step's masks depend only on (seed, step).
+// Host data only: masks are drawn on the host and uploaded once per step by the model (LcmaeModel).
 #pragma once
 
 #include <algorithm>
@@ -45,7 +46,7 @@ inline std::vector<std::int64_t> random_shuffle(long B, long L, Rng& rng) {
 inline void check_shuffle(const std::int64_t* ids, long B, long L) {
     std::vector<char> seen(static_cast<std::size_t>(L));
     for (long b = 0; b < B; ++b) {
-        std::fill(seen.begin(), seen.end(), 0);
+        std::fill(seen.begin(), seen.end(), 0);  // host data (a validation bitmap)
         for (long n = 0; n < L; ++n) {
             const std::int64_t v = ids[b * L + n];
             LCMAE_CHECK(v >= 0 && v < L && !seen[v], "ids_shuffle row " << b << " is not a permutation of 0.." << L - 1
@@ -60,7 +61,7 @@ template <class M>
 void keep_set(const std::int64_t* ids_shuffle, long B, long L, long offset, long K, std::int64_t* keep, M* mask) {
     LCMAE_CHECK(offset + K <= L, "keep set [" << offset << ", " << offset + K << ") exceeds " << L << " tokens");
     for (long b = 0; b < B; ++b) {
-        if (mask) std::fill(mask + b * L, mask + (b + 1) * L, M(1));
+        if (mask) std::fill(mask + b * L, mask + (b + 1) * L, M(1));  // host staging, uploaded by the caller
         for (long k = 0; k < K; ++k) {
             const std::int64_t n = ids_shuffle[b * L + offset + k];
             keep[b * K + k] = n;
@@ -78,7 +79,7 @@ void block_mask_into(long B, long grid, long block, double ratio, Rng& rng, M* m
     LCMAE_CHECK(ratio > 0 && ratio < 1, "SimMIM mask ratio must lie in (0, 1), got " << ratio);
     const long gb = grid / block, nb = gb * gb;
     const long count = static_cast<long>(std::ceil(double(nb) * ratio));
-    std::fill(mask, mask + B * grid * grid, M(0));
+    std::fill(mask, mask + B * grid * grid, M(0));  // host staging, uploaded by the caller
     for (long b = 0; b < B; ++b) {
         std::iota(order, order + nb, 0L);
         for (long i = nb - 1; i > 0; --i) std::swap(order[i], order[rng.below(static_cast<std::uint64_t>(i + 1))]);

@@ -2,6 +2,8 @@
 //
 // Why per-tensor streams: the value of `blocks.3.attn.qkv.weight` depends only on (seed, name),
 // not on the order in which layers are initialised, so adding a head never changes the encoder.
+// Host data only: layers initialise into a host arena (host_layout in core/arena.hpp) and the
+// model uploads it once, so the loops below never touch backend memory.
 #pragma once
 
 #include <cmath>

@@ -1,4 +1,5 @@
 // lcmae/nn/pos_embed.hpp - the fixed 2-D sin-cos position embedding of SPEC 1 (not a parameter).
+// Host data: computed once on the host; the encoder and decoder upload it with their first forward.
 #pragma once
 
 #include <cmath>

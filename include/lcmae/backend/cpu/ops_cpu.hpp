@@ -8,5 +8,6 @@
 #include "lcmae/backend/cpu/losses.hpp"
 #include "lcmae/backend/cpu/memory.hpp"
 #include "lcmae/backend/cpu/norm.hpp"
+#include "lcmae/backend/cpu/optim.hpp"
 #include "lcmae/backend/cpu/patches.hpp"
 #include "lcmae/backend/cpu/tokens.hpp"
