@@ -4,7 +4,7 @@
 // --save-every optimiser steps. --resume DIR continues a run exactly.
 //
 //   lcmae_pretrain [--data DIR|fashion-mnist] [--minutes M] [--epochs E] [--batch B] [--threads T]
-//                  [--loss cosine|infonce|smoothl1|none] [--mask-ratio R] [--alpha A]
+//                  [--loss cosine|infonce|smoothl1|none] [--crop src|rrc] [--mask-ratio R] [--alpha A]
 //                  [--blr LR] [--warmup EPOCHS] [--out DIR] [--resume DIR] [--save-every N] [--seed S]
 //                  [--skip-corrupt]          (image folders: warn about undecodable files and go on)
 //                  [--export-encoder FILE]   (the online encoder under timm's VisionTransformer names,
@@ -22,10 +22,20 @@
 #include "lcmae/data/idx.hpp"
 #include "lcmae/data/image_folder.hpp"
 #include "lcmae/data/loader.hpp"
-#include "lcmae/models/lcmae_model.hpp"
-#include "lcmae/train/trainer.hpp"
+#include "lcmae/lcmae.hpp"
 
 using namespace lcmae;
+
+// The main job's models, as types: ViT-Ti width with a CPU-sized depth (6 blocks, so a few minutes
+// on 2 cores see real progress), patch 4; a 128 x 2 x 4 decoder and heads of width 1024.
+using FashionMnistBackbone = vit::Config<192, 6, 3, 4, 28, 1>;  // 28 px gray: 49 tokens
+using FolderBackbone = vit::Config<192, 6, 3, 4, 32, 3>;        // image folders at 32 px RGB: 64 tokens
+struct MainJobRecipe : recipe::Cpu {
+    static constexpr long decoder_depth = 2;
+    static constexpr long head_hidden = 1024;
+};
+template <class Backbone, class Loss, class Crop>
+using MainJobModel = LCMAE<Backbone, Loss, Crop, backend::Cpu, MainJobRecipe>;
 
 namespace {
 // Ctrl-C / SIGTERM ask for a clean stop: the current micro-batch finishes, then the checkpoint and
@@ -34,7 +44,7 @@ std::atomic<bool> g_stop{false};
 extern "C" void request_stop(int) { g_stop.store(true); }
 
 struct Args {
-    std::string data = "fashion-mnist", out = "runs/fashion-mnist", resume, loss = "cosine", export_encoder;
+    std::string data = "fashion-mnist", out = "runs/fashion-mnist", resume, loss = "cosine", crop = "src", export_encoder;
     double minutes = 3.0, mask_ratio = 0.75, alpha = 0.25, blr = 1.5e-3, warmup = 0.02;
     long epochs = 1, batch = 64, save_every = 200;
     int threads = 0;
@@ -45,7 +55,8 @@ struct Args {
 [[noreturn]] void usage(const std::string& why) {
     std::cerr << "lcmae_pretrain: " << why << "\n"
               << "usage: lcmae_pretrain [--data DIR|fashion-mnist] [--minutes M] [--epochs E] [--batch B] [--threads T]\n"
-              << "       [--loss cosine|infonce|smoothl1|none] [--mask-ratio R] [--alpha A] [--blr LR] [--warmup EPOCHS] [--out DIR]\n"
+              << "       [--loss cosine|infonce|smoothl1|none] [--crop src|rrc] [--mask-ratio R] [--alpha A] [--blr LR]\n"
+              << "       [--warmup EPOCHS] [--out DIR]\n"
               << "       [--resume DIR] [--save-every N] [--seed S] [--export-encoder FILE] [--skip-corrupt]\n";
     std::exit(2);
 }
@@ -70,6 +81,7 @@ Args parse(int argc, char** argv) {
         else if (k == "--export-encoder") a.export_encoder = val();
         else if (k == "--skip-corrupt") a.skip_corrupt = true;
         else if (k == "--loss") a.loss = val();
+        else if (k == "--crop") a.crop = val();
         else if (k == "--minutes") a.minutes = num(val());
         else if (k == "--epochs") a.epochs = long(num(val()));
         else if (k == "--batch") a.batch = long(num(val()));
@@ -85,32 +97,53 @@ Args parse(int argc, char** argv) {
     }
     if (a.threads < 0) usage("--threads must be >= 1 (or 0 for all cores), got " + std::to_string(a.threads));
     if (!(a.minutes > 0)) usage("--minutes must be positive, got " + std::to_string(a.minutes));
+    if (a.loss != "cosine" && a.loss != "infonce" && a.loss != "smoothl1" && a.loss != "none")
+        usage("--loss must be cosine, infonce, smoothl1 or none, got '" + a.loss + "'");
+    if (a.crop != "src" && a.crop != "rrc") usage("--crop must be src (simple resized) or rrc (random resized), got '" + a.crop + "'");
     return a;
 }
 
-models::GuidanceLoss parse_loss(const std::string& s) {
-    if (s == "cosine") return models::GuidanceLoss::Cosine;
-    if (s == "infonce") return models::GuidanceLoss::InfoNCE;
-    if (s == "smoothl1") return models::GuidanceLoss::SmoothL1;
-    if (s == "none") return models::GuidanceLoss::None;
-    usage("--loss must be cosine, infonce, smoothl1 or none, got '" + s + "'");
+template <class Model>
+int run(const Args& a, const backend::Cpu& ctx);
+
+// The one table of instantiations: run-time flags pick the model type (data geometry x loss x
+// crop); everything after this line is typed. The engine, trainer and loader code is shared by all
+// of them (LCMAE is a thin typed wrapper over one LcmaeModel<float>), so the table costs little.
+template <class Backbone, class Loss>
+int with_crop(const Args& a, const backend::Cpu& ctx) {
+    if (a.crop == "rrc") return run<MainJobModel<Backbone, Loss, crop::RandomResized>>(a, ctx);
+    return run<MainJobModel<Backbone, Loss, crop::SimpleResized>>(a, ctx);
+}
+template <class Backbone>
+int with_loss(const Args& a, const backend::Cpu& ctx) {
+    if (a.loss == "infonce") return with_crop<Backbone, loss::InfoNCE>(a, ctx);
+    if (a.loss == "smoothl1") return with_crop<Backbone, loss::SmoothL1>(a, ctx);
+    if (a.loss == "none") return with_crop<Backbone, loss::None>(a, ctx);
+    return with_crop<Backbone, loss::Cosine>(a, ctx);
+}
+int dispatch(const Args& a, const backend::Cpu& ctx) {
+    if (a.data == "fashion-mnist") return with_loss<FashionMnistBackbone>(a, ctx);
+    return with_loss<FolderBackbone>(a, ctx);
 }
 }  // namespace
 
 int main(int argc, char** argv) try {
     const Args a = parse(argc, argv);
-    backend::Cpu ctx = a.threads > 0 ? backend::Cpu(a.threads) : backend::Cpu();
+    const backend::Cpu ctx = a.threads > 0 ? backend::Cpu(a.threads) : backend::Cpu();
+    return dispatch(a, ctx);
+} catch (const lcmae::Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "lcmae_pretrain: %s\n", e.what());
+    return 1;
+}
+
+namespace {
+template <class Model>
+int run(const Args& a, const backend::Cpu& ctx) {
     const bool fmnist = a.data == "fashion-mnist";
-    // Fashion-MNIST: 28 px gray, patch 4 (49 tokens), ViT-Ti width; a folder: 32 px RGB, patch 4.
-    models::ModelSpec spec;
-    spec.encoder = fmnist ? vit::FashionMnist28::dims() : vit::Tiny32::dims();
-    spec.encoder.depth = 6;  // a CPU-sized depth, so a few minutes on 2 cores see real progress
-    spec.decoder = models::DecoderDims{128, 2, 4};
-    spec.head_hidden = 1024;
-    spec.loss = parse_loss(a.loss);
-    spec.mask_ratio = a.mask_ratio;
-    spec.alpha = a.alpha;
-    spec.max_batch = a.batch;
+    const models::ModelSpec spec = Model::spec(RunConfig{.mask_ratio = a.mask_ratio, .alpha = a.alpha, .max_batch = a.batch});
     std::shared_ptr<const data::Dataset> ds;
     data::LoaderConfig lc;
     lc.batch = int(a.batch);
@@ -126,28 +159,29 @@ int main(int argc, char** argv) try {
         fo.skip_corrupt = a.skip_corrupt;  // warn per file, count, and go on instead of stopping
         ds = std::make_shared<data::ImageFolder>(a.data, fo);
     }
-    lc.views = spec.loss == models::GuidanceLoss::None ? data::Views::Single : data::Views::Pair;
-    data::Loader<crop::SimpleResized> loader(ds, lc);
+    lc.views = Model::guided_enabled ? data::Views::Pair : data::Views::Single;
+    data::Loader<typename Model::crop> loader(ds, lc);  // the model's Crop policy makes its views
     const std::int64_t ipe = loader.batches_per_epoch();
     std::printf("lcmae_pretrain: %s, %zu images, %lld batches of %ld per epoch; ViT D %ld depth %ld heads %ld, %ld px / patch %ld; "
-                "loss %s, mask ratio %.2f, alpha %.2f; %d threads\n",
+                "loss %s, crop %s, mask ratio %.2f, alpha %.2f; %d threads\n",
                 fmnist ? "Fashion-MNIST" : a.data.c_str(), ds->size(), (long long)ipe, a.batch, spec.encoder.dim,
                 spec.encoder.depth, spec.encoder.heads, spec.encoder.image, spec.encoder.patch, a.loss.c_str(),
-                a.mask_ratio, a.alpha, ctx.threads());
-    models::LcmaeModel<float> model(spec, a.seed);
+                std::string(Model::crop::name).c_str(), a.mask_ratio, a.alpha, ctx.threads());
+    Model typed(RunConfig{.mask_ratio = a.mask_ratio, .alpha = a.alpha, .max_batch = a.batch, .seed = a.seed});
+    auto& model = typed.engine();
     train::TrainConfig tc;
     tc.batch = a.batch;
     tc.epochs = a.epochs;
     tc.warmup_epochs = std::min<double>(a.warmup, double(a.epochs));
     tc.blr = a.blr;
     tc.seed = a.seed;
-    train::Trainer<float> trainer(model, tc, ipe);
+    typename Model::trainer_type trainer(model, tc, ipe);
     if (!a.resume.empty()) {
         trainer.load(a.resume);
         std::printf("resumed from %s at step %lld (epoch %lld, iteration %lld)\n", a.resume.c_str(),
                     (long long)trainer.step(), (long long)trainer.epoch(), (long long)trainer.iteration());
     }
-    const std::map<std::string, std::string> meta{{"dataset", a.data}, {"loss", a.loss}};
+    const std::map<std::string, std::string> meta{{"dataset", a.data}, {"loss", a.loss}, {"crop", std::string(Model::crop::name)}};
     std::signal(SIGINT, request_stop);
     std::signal(SIGTERM, request_stop);
     const auto t0 = std::chrono::steady_clock::now();
@@ -196,10 +230,5 @@ int main(int argc, char** argv) try {
         std::printf("exported the encoder (timm VisionTransformer names) to %s\n", a.export_encoder.c_str());
     }
     return 0;
-} catch (const lcmae::Error& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-} catch (const std::exception& e) {
-    std::fprintf(stderr, "lcmae_pretrain: %s\n", e.what());
-    return 1;
 }
+}  // namespace
