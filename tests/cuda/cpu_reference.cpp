@@ -1,7 +1,7 @@
 // Wraps the CPU backend's ops (backend/cpu/*.hpp) for the CUDA parity tests; see cpu_reference.hpp.
 #include "cpu_reference.hpp"
 
-#include "lcmae/backend/ops.hpp"
+#include "lcmae/backend/cpu/ops_cpu.hpp"  // the CPU implementations (ops.hpp is only the catalogue)
 
 namespace lcmae::test::cpuref {
 namespace {
