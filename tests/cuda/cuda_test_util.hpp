@@ -31,8 +31,9 @@ using backend::Cuda;
 template <class T>
 using DBuf = backend::CudaBuffer<T>;
 
+/// (a std::string: doctest's MESSAGE prints a const char* as a pointer)
 template <class T>
-const char* type_name() {
+std::string type_name() {
     return std::is_same_v<T, float> ? "float" : (std::is_same_v<T, double> ? "double" : "int64");
 }
 

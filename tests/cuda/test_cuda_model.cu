@@ -20,7 +20,11 @@
 //   * Trainer (AdamW with clipping + EMA, 3 steps; LC-MAE cosine, MAE, LC-SimMIM): losses of each
 //     step 1e-5; weights, EMA target and AdamW moments per tensor 1e-4 (same floor). AdamW moves a
 //     weight by ~lr per step in the direction of m / sqrt(v), which FP32 gradient noise changes by
-//     the gradient's relative error; 3 steps stay far below 1e-4 of the weights.
+//     the gradient's relative error; 3 steps stay far below 1e-4 of the weights. One exception, by
+//     mathematics: the key third of each attention qkv.bias has a true gradient of exactly 0
+//     (softmax ignores a constant added to a row's logits), so both backends see rounding noise
+//     there and AdamW turns it into +-lr steps of backend-dependent sign: those elements are
+//     checked against an absolute bound of 10 lr per step instead (compare_tensors).
 //   * Checkpoints across backends: a GPU trainer's save loaded into a CPU trainer (and the reverse)
 //     restores weights, target and moments bit for bit; one more step on each side then agrees
 //     with the trainer that stayed on its backend within the trainer tolerances above.
@@ -81,15 +85,26 @@ std::vector<T> host_copy(const B& ctx, const dbuffer<B, T>& buf) {
 }
 
 template <class T>
-const char* tname() {
+std::string tname() {  // a std::string: doctest's MESSAGE prints a const char* as a pointer
     return std::is_same_v<T, float> ? "float" : "double";
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 /// Per-tensor comparison of two downloads of arenas with `layout`'s table; kinds: which entries.
 /// Passes when every tensor has err <= tol * max(|ref|, floor), floor = 1e-3 |ref_all| sqrt(count/total).
+/// key_bias_abs >= 0 (weights after optimiser steps): the key third of every attention qkv.bias is
+/// compared by its largest absolute difference against key_bias_abs instead, and the rest of the
+/// tensor (query and value thirds) as above. Why: softmax is invariant to a constant added to a
+/// row's logits, and the key bias adds q_i . b_k to every logit of row i, so its true gradient is
+/// exactly 0; both backends compute rounding noise of ~1e-9 there, and AdamW, which normalises
+/// m / sqrt(v), turns that noise into steps of about +-lr whose signs differ between backends. Such
+/// an element can differ by up to a few lr per step - not an error of either backend.
 template <class T>
 void compare_tensors(const std::string& what, const std::vector<T>& gpu, const std::vector<T>& cpu,
-                     const ParamArena<T>& layout, double tol, bool parameters, bool buffers) {
+                     const ParamArena<T>& layout, double tol, bool parameters, bool buffers, double key_bias_abs = -1) {
     REQUIRE(gpu.size() == cpu.size());
     double all = 0;
     std::size_t total = 0;
@@ -107,11 +122,23 @@ void compare_tensors(const std::string& what, const std::vector<T>& gpu, const s
         if (e.slot.count == 0) continue;
         double num = 0, den = 0;
         bool finite = true;
+        const bool key_bias = key_bias_abs >= 0 && ends_with(e.name, "attn.qkv.bias") && e.slot.count % 3 == 0;
+        const std::size_t k0 = e.slot.count / 3, k1 = 2 * e.slot.count / 3;
+        double key_max = 0;
         for (std::size_t i = 0; i < e.slot.count; ++i) {
             const double g = double(gpu[e.slot.offset + i]), c = double(cpu[e.slot.offset + i]);
             finite = finite && std::isfinite(g);
+            if (key_bias && i >= k0 && i < k1) {
+                key_max = std::max(key_max, std::abs(g - c));
+                continue;
+            }
             num += (g - c) * (g - c);
             den += c * c;
+        }
+        if (key_bias) {
+            MESSAGE(what << ": tensor " << e.name << " key third (true gradient 0): largest difference " << key_max
+                         << " (bound " << key_bias_abs << ")");
+            CHECK(key_max <= key_bias_abs);
         }
         const double floor = 1e-3 * all * std::sqrt(double(e.slot.count) / double(std::max<std::size_t>(total, 1)));
         const double rel = finite ? std::sqrt(num) / std::max(std::sqrt(den), floor) : INFINITY;
@@ -256,12 +283,13 @@ Snapshot<B> snapshot(const B& ctx, LcmaeModel<float, B>& model, const train::Tra
     return s;
 }
 
+/// key_bias_abs: see compare_tensors (10 lr per optimiser step taken).
 void compare_snapshots(const std::string& what, const Snapshot<Cuda>& g, const Snapshot<Cpu>& c,
-                       const LcmaeModel<float>& layout_model, double tol) {
+                       const LcmaeModel<float>& layout_model, double tol, double key_bias_abs) {
     const ParamArena<float>& layout = layout_model.params();
-    compare_tensors(what + " weights", g.values, c.values, layout, tol, true, true);
+    compare_tensors(what + " weights", g.values, c.values, layout, tol, true, true, key_bias_abs);
     if (layout_model.has_target())
-        compare_tensors(what + " EMA target", g.target, c.target, layout_model.target_params(), tol, true, true);
+        compare_tensors(what + " EMA target", g.target, c.target, layout_model.target_params(), tol, true, true, key_bias_abs);
     compare_tensors(what + " AdamW exp_avg", g.m, c.m, layout, tol, true, false);
     compare_tensors(what + " AdamW exp_avg_sq", g.v, c.v, layout, tol, true, false);
 }
@@ -310,7 +338,8 @@ void check_trainer(const std::string& name, const ModelSpec& spec) {
     CHECK(tb.optimizer().last_grad_norm(gpu) > 0);
     expect_loss(name + " trainer: last clipped gradient norm", tb.optimizer().last_grad_norm(gpu),
                 ta.optimizer().last_grad_norm(cpu), 1e-4);
-    compare_snapshots(name + " after 3 trainer steps", snapshot(gpu, b, tb), snapshot(cpu, a, ta), a, 1e-4);
+    compare_snapshots(name + " after 3 trainer steps", snapshot(gpu, b, tb), snapshot(cpu, a, ta), a, 1e-4,
+                      10.0 * ta.lr_max() * 3);
 }
 
 }  // namespace
@@ -364,7 +393,8 @@ TEST_CASE("cuda trainer: checkpoints move between backends (GPU save -> CPU load
         expect_bit_identical("GPU checkpoint loaded on the CPU: exp_avg_sq", c2.v, b2.v);
         const auto rc = tc.micro_batch(cpu, views[2].v1.data(), views[2].v2.data(), B);
         expect_loss("GPU->CPU resumed step loss", rc.losses.total, rb.losses.total, 1e-5);
-        compare_snapshots("GPU->CPU resumed step (vs the GPU trainer)", b3, snapshot(cpu, c, tc), a, 1e-4);
+        compare_snapshots("GPU->CPU resumed step (vs the GPU trainer)", b3, snapshot(cpu, c, tc), a, 1e-4,
+                          10.0 * ta.lr_max() * 3);
     }
     // CPU checkpoint -> GPU trainer.
     {
@@ -380,7 +410,8 @@ TEST_CASE("cuda trainer: checkpoints move between backends (GPU save -> CPU load
         const auto rd = td.micro_batch(gpu, views[2].v1.data(), views[2].v2.data(), B);
         gpu.check_errors();
         expect_loss("CPU->GPU resumed step loss", rd.losses.total, ra.losses.total, 1e-5);
-        compare_snapshots("CPU->GPU resumed step (vs the CPU trainer)", snapshot(gpu, d, td), a3, a, 1e-4);
+        compare_snapshots("CPU->GPU resumed step (vs the CPU trainer)", snapshot(gpu, d, td), a3, a, 1e-4,
+                          10.0 * ta.lr_max() * 3);
     }
     std::filesystem::remove_all(dir);
 }

@@ -45,8 +45,9 @@ using lcmae::backend::Precision;
 
 namespace {
 
+/// (a std::string: doctest's MESSAGE prints a const char* as a pointer)
 template <class T>
-const char* type_name() {
+std::string type_name() {
     return std::is_same_v<T, float> ? "float" : "double";
 }
 
