@@ -476,6 +476,107 @@ TEST_CASE_TEMPLATE("cuda BatchNorm1d: train (running stats), eval, backward; wit
                     lcmae::Error);
 }
 
+namespace {
+template <class T>
+std::vector<double> widened(const std::vector<T>& v) {
+    return std::vector<double>(v.begin(), v.end());
+}
+template <class T>
+std::vector<T> narrowed(const std::vector<double>& v) {
+    std::vector<T> r(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) r[i] = T(v[i]);
+    return r;
+}
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0);
+}
+}  // namespace
+
+// The column reductions on tall matrices, where the two-stage reduction (colreduce.cuh) splits the
+// rows into many chunks: 3001 x 77 (3 column blocks, 46 chunks of 66 rows), 2500 x 768 (24 column
+// blocks, 22 chunks: the ViT-B/16 shape). The reference is the CPU op run in DOUBLE on the same
+// (widened) inputs: the CPU's float bias_grad / BatchNorm backward sum 3000 rows sequentially in
+// float, whose own error (~eps sqrt(rows) ~ 3e-6 relative) would hide ours. The GPU's float sum is
+// blocked (a thread adds ~chunk_rows/16 rows, then 16 lanes, then the chunks in order: at most ~70
+// additions deep), so its error is ~eps sqrt(70) ~ 5e-7 relative: the float tolerance stays 2e-6.
+// Also: the same inputs twice give the same bits (deterministic; no atomics).
+TEST_CASE_TEMPLATE("cuda column reductions on tall matrices: bias_grad, LayerNorm dgamma/dbeta, BatchNorm (two-stage)", T,
+                   float, double) {
+    SKIP_WITHOUT_CUDA();
+    Cuda ctx;
+    for (auto [rows, cols] : {std::pair{3001L, 77L}, std::pair{2500L, 768L}}) {
+        CAPTURE(rows); CAPTURE(cols);
+        const long n = rows * cols;
+        std::string shape(" ");  // (appended piecewise: GCC 12 warns falsely on " " + std::string)
+        shape += std::to_string(rows);
+        shape += 'x';
+        shape += std::to_string(cols);
+        {  // bias_grad (accumulates), twice from the same start: identical bits
+            auto dy = random<T>(n), db0 = random<T>(cols);
+            auto ddy = to_device(ctx, dy), ddb = to_device(ctx, db0), ddb2 = to_device(ctx, db0);
+            lcmae::ops::bias_grad(ctx, rows, cols, ddy.p, ddb.p);
+            lcmae::ops::bias_grad(ctx, rows, cols, ddy.p, ddb2.p);
+            auto r = widened(db0);
+            cpu::bias_grad(rows, cols, widened(dy).data(), r.data());
+            const auto g = to_host(ctx, ddb);
+            expect_close("bias_grad (tall, vs double)" + shape, g, narrowed<T>(r), tol<T>(2e-6));
+            CHECK(same_bits(g, to_host(ctx, ddb2)));
+        }
+        {  // LayerNorm backward: dgamma / dbeta (and dx) from the CPU's statistics
+            auto x = random<T>(n, -2, 3), gamma = random<T>(cols, 0.5, 1.5), beta = random<T>(cols);
+            std::vector<T> ry(n), rm(rows), rr(rows);
+            cpu::layernorm_forward(rows, cols, x.data(), gamma.data(), beta.data(), T(1e-5), ry.data(), rm.data(), rr.data());
+            auto dy = random<T>(n), dx0 = random<T>(n), dg0 = random<T>(cols), db0 = random<T>(cols);
+            auto dxx = to_device(ctx, x), dg = to_device(ctx, gamma), dm = to_device(ctx, rm), drs = to_device(ctx, rr);
+            auto ddy = to_device(ctx, dy), ddx = to_device(ctx, dx0), ddg = to_device(ctx, dg0), ddb = to_device(ctx, db0);
+            lcmae::ops::layernorm_backward(ctx, rows, cols, dxx.p, dm.p, drs.p, dg.p, ddy.p, ddx.p, ddg.p, ddb.p);
+            auto rdx = widened(dx0), rdg = widened(dg0), rdb = widened(db0);
+            cpu::layernorm_backward(rows, cols, widened(x).data(), widened(rm).data(), widened(rr).data(),
+                                    widened(gamma).data(), widened(dy).data(), rdx.data(), rdg.data(), rdb.data());
+            expect_close("layernorm_backward dx (tall, vs double)" + shape, to_host(ctx, ddx), narrowed<T>(rdx), tol<T>(2e-6));
+            expect_close("layernorm_backward dgamma (tall, vs double)" + shape, to_host(ctx, ddg), narrowed<T>(rdg),
+                         tol<T>(2e-6));
+            expect_close("layernorm_backward dbeta (tall, vs double)" + shape, to_host(ctx, ddb), narrowed<T>(rdb),
+                         tol<T>(2e-6));
+        }
+        {  // BatchNorm train forward (statistics in double on both sides) and backward
+            auto x = random<T>(n, -1, 3), gamma = random<T>(cols, 0.5, 1.5), beta = random<T>(cols);
+            auto rm0 = random<T>(cols), rv0 = random<T>(cols, 0.5, 2);
+            const T eps = T(1e-5), momentum = T(0.1);
+            auto dxx = to_device(ctx, x), dg = to_device(ctx, gamma), db = to_device(ctx, beta);
+            auto drm = to_device(ctx, rm0), drv = to_device(ctx, rv0);
+            auto y = poisoned<T>(ctx, n), mean = poisoned<T>(ctx, cols), rstd = poisoned<T>(ctx, cols);
+            lcmae::ops::batchnorm_forward_train(ctx, rows, cols, dxx.p, dg.p, db.p, eps, momentum, y.p, mean.p, rstd.p,
+                                                drm.p, drv.p);
+            std::vector<T> ry(n), rmean(cols), rrstd(cols);
+            auto rrm = rm0, rrv = rv0;
+            cpu::batchnorm_forward_train(rows, cols, x.data(), gamma.data(), beta.data(), eps, momentum, ry.data(),
+                                         rmean.data(), rrstd.data(), rrm.data(), rrv.data());
+            expect_close("batchnorm_forward_train y (tall)" + shape, to_host(ctx, y), ry, tol<T>(2e-6));
+            expect_close("batchnorm_forward_train mean (tall)" + shape, to_host(ctx, mean), rmean, tol<T>(2e-6));
+            expect_close("batchnorm_forward_train rstd (tall)" + shape, to_host(ctx, rstd), rrstd, tol<T>(2e-6));
+            expect_close("batchnorm running_mean (tall)" + shape, to_host(ctx, drm), rrm, tol<T>(2e-6));
+            expect_close("batchnorm running_var (tall)" + shape, to_host(ctx, drv), rrv, tol<T>(2e-6));
+
+            auto dy = random<T>(n), dg0 = random<T>(cols), db0 = random<T>(cols);
+            auto dmean = to_device(ctx, rmean), drstd = to_device(ctx, rrstd), ddy = to_device(ctx, dy);
+            auto ddg = to_device(ctx, dg0), ddb = to_device(ctx, db0);
+            auto ddx = poisoned<T>(ctx, n);
+            lcmae::ops::batchnorm_backward(ctx, rows, cols, dxx.p, dmean.p, drstd.p, dg.p, ddy.p, ddx.p, ddg.p, ddb.p);
+            std::vector<double> rdx(n);
+            auto rdg = widened(dg0), rdb = widened(db0);
+            cpu::batchnorm_backward(rows, cols, widened(x).data(), widened(rmean).data(), widened(rrstd).data(),
+                                    widened(gamma).data(), widened(dy).data(), rdx.data(), rdg.data(), rdb.data());
+            expect_close("batchnorm_backward dx (tall, vs double)" + shape, to_host(ctx, ddx), narrowed<T>(rdx), tol<T>(2e-6));
+            expect_close("batchnorm_backward dgamma (tall, vs double)" + shape, to_host(ctx, ddg), narrowed<T>(rdg),
+                         tol<T>(2e-6));
+            expect_close("batchnorm_backward dbeta (tall, vs double)" + shape, to_host(ctx, ddb), narrowed<T>(rdb),
+                         tol<T>(2e-6));
+        }
+    }
+}
+
 // ---- attention -------------------------------------------------------------------------------
 
 TEST_CASE_TEMPLATE("cuda softmax_rows", T, float, double) {

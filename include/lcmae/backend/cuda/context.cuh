@@ -8,6 +8,10 @@
 //     allocate behind our back; both handles run on the one stream, so they may share it);
 //   * a small device scratch: per-block partial sums for the reductions and one double for the
 //     host-returning reductions;
+//   * growable scratch slots (scratch()): the two-stage column reductions' per-chunk partials and
+//     the BF16 GEMM operand copies. A slot grows (after a stream sync: queued kernels may still use
+//     the old memory) when an op needs more than it holds and is never shrunk, so after the first
+//     step (warm-up) no op allocates;
 //   * a device error record that kernels write when they meet invalid input they cannot report
 //     otherwise (a token id out of range): reading it needs a sync, so it is read only when the
 //     caller asks, by check_errors().
@@ -15,7 +19,10 @@
 // Precision (for float storage; double GEMMs are always cublasDgemm):
 //   Fp32 - strict FP32 (cublasGemmEx with CUBLAS_COMPUTE_32F): the parity mode, the default.
 //   Tf32 - CUBLAS_COMPUTE_32F_FAST_TF32: tensor cores, float in and out, ~1e-3 relative error.
-//   Bf16 - NOT IMPLEMENTED yet (needs bf16 storage); a float GEMM in this mode throws.
+//   Bf16 - BF16 GEMM operands: a float GEMM converts A and B to bf16 (into scratch slots) and calls
+//          cuBLAS with bf16 inputs, FP32 output and FP32 accumulation (~3e-3 relative error).
+//          Activations, weights and the optimiser stay FP32: this is only the first step toward the
+//          full BF16 mode of issue 8 (bf16 activations), not that mode.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -99,6 +106,16 @@ inline constexpr int kReduceMaxBlocks = 1024;
 inline constexpr int kOpMaxBlocks = 1024;
 inline constexpr int kOpExtra = 8;
 
+/// The context's growable scratch slots (Cuda::scratch). An op owns a slot only between its own
+/// launches (one stream: no other op runs in between), so ops may share slots.
+enum class ScratchSlot : int {
+    Columns = 0,  // two-stage column reductions: per-chunk partials (+ per-column results)
+    GemmA = 1,    // BF16 GEMMs: the bf16 copy of A (attention: of qkv)
+    GemmB = 2,    // BF16 GEMMs: the bf16 copy of B (attention: of P, then of dS)
+    GemmC = 3,    // attention backward under BF16: the bf16 copy of dout
+};
+inline constexpr int kScratchSlots = 4;
+
 }  // namespace cuda_detail
 
 template <class T>
@@ -172,6 +189,31 @@ struct Cuda : ops::BackendTag {
     double* op_partials() const noexcept { return impl_->op; }
     double* op_extra() const noexcept { return impl_->op + cuda_detail::kOpMaxBlocks; }
 
+    /// At least `bytes` of device scratch in `slot` (256-byte aligned; contents undefined). Grows the
+    /// slot when it is too small: synchronises the stream first (kernels already queued may still
+    /// use the old memory), frees it and allocates the new size rounded up to 1 MiB; throws
+    /// lcmae::Error when that fails (the slot is then empty). Never shrinks, so once every op has
+    /// run once (warm-up) this never allocates. Ops use a slot only between their own launches.
+    void* scratch(cuda_detail::ScratchSlot slot, std::size_t bytes) const {
+        const int i = static_cast<int>(slot);
+        if (bytes <= impl_->slot_bytes[i]) return impl_->slot[i];
+        constexpr std::size_t mib = std::size_t{1} << 20;
+        const std::size_t want = (bytes + mib - 1) / mib * mib;
+        LCMAE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+        deallocate(impl_->slot[i]);
+        impl_->slot[i] = nullptr;
+        impl_->slot_bytes[i] = 0;
+        impl_->slot[i] = allocate<unsigned char>(want);
+        impl_->slot_bytes[i] = want;
+        return impl_->slot[i];
+    }
+    /// Bytes held by the scratch slots now (for memory reports).
+    std::size_t scratch_bytes() const noexcept {
+        std::size_t n = 0;
+        for (int i = 0; i < cuda_detail::kScratchSlots; ++i) n += impl_->slot_bytes[i];
+        return n;
+    }
+
     // ---- memory services (the Cpu backend has the same names) ----------------------------------
 
     /// `count` zero-filled T in device memory (plain cudaMalloc, never managed memory); nullptr for
@@ -214,6 +256,8 @@ private:
         cuda_detail::DeviceErrors* errors = nullptr;
         double* reduce = nullptr;
         double* op = nullptr;
+        unsigned char* slot[cuda_detail::kScratchSlots] = {};
+        std::size_t slot_bytes[cuda_detail::kScratchSlots] = {};
 
         Impl(int dev, Precision p) : device(dev), precision(p) {
             int count = 0;
@@ -244,6 +288,11 @@ private:
             if (stream != nullptr && cudaStreamSynchronize(stream) != cudaSuccess) (void)cudaGetLastError();
             if (cublaslt != nullptr) cublasLtDestroy(cublaslt);
             if (cublas != nullptr) cublasDestroy(cublas);
+            for (int i = 0; i < cuda_detail::kScratchSlots; ++i) {
+                deallocate(slot[i]);
+                slot[i] = nullptr;
+                slot_bytes[i] = 0;
+            }
             deallocate(op);
             deallocate(reduce);
             deallocate(errors);

@@ -2,11 +2,13 @@
 // backend/ops.hpp; same names and parameters as backend/cpu/elementwise.hpp).
 //
 // One thread per element in grid-stride loops (64-bit indices). Kept simple on purpose: these are
-// memory-bound, and 16-byte vector loads are a later optimisation. bias_grad sums columns with the
-// deterministic block-column reduction of launch.cuh (no atomics, run-to-run identical).
+// memory-bound, and 16-byte vector loads are a later optimisation. bias_grad and col_sum_add sum
+// columns with the two-stage deterministic column reduction of colreduce.cuh (no atomics, the same
+// bits on every run and every GPU).
 #pragma once
 
 #include "lcmae/backend/cuda/check.cuh"
+#include "lcmae/backend/cuda/colreduce.cuh"
 #include "lcmae/backend/cuda/context.cuh"
 #include "lcmae/backend/cuda/launch.cuh"
 
@@ -19,17 +21,21 @@ __global__ void bias_fill_kernel(long long rows, long long cols, const T* __rest
         y[i] = bias[i % cols];
 }
 
-/// db[c] += sum_r dy[r, c]: block (32, kColRows) per 32 columns.
+/// Stage 1 of db[c] += sum_r alpha dy[r, c] (bias_grad: alpha 1, and A(1 * d) == A(d) exactly):
+/// this chunk's partial column sums into partial (colreduce.cuh).
 template <class T>
-__global__ void bias_grad_kernel(long long rows, long long cols, const T* __restrict__ dy, T* __restrict__ db) {
+__global__ void col_sum_partial_kernel(long long rows, long long cols, long long chunk_rows, T alpha,
+                                       const T* __restrict__ dy, acc_t<T>* __restrict__ partial) {
     using A = acc_t<T>;
     __shared__ A sh[kColRows][32];
     const long long c = blockIdx.x * 32LL + threadIdx.x;
+    long long r0, r1;
+    chunk_range(rows, chunk_rows, r0, r1);
     A acc = A(0);
     if (c < cols)
-        for (long long r = threadIdx.y; r < rows; r += kColRows) acc += A(dy[r * cols + c]);
+        for (long long r = r0 + threadIdx.y; r < r1; r += kColRows) acc += A(alpha * dy[r * cols + c]);
     const A s = column_sum(acc, sh);
-    if (c < cols && threadIdx.y == 0) db[c] = T(A(db[c]) + s);
+    if (c < cols && threadIdx.y == 0) *partial_at(partial, 0, cols, c) = s;
 }
 
 // Elementwise ops may be called in place (an output aliasing an input), so no __restrict__ below.
@@ -99,17 +105,16 @@ __global__ void scale_add_broadcast_kernel(long long rows, long long cols, T a, 
         y[i] = a * y[i] + b * v[i % cols];
 }
 
-/// db[c] += sum_r alpha dy[r, c]: block (32, kColRows) per 32 columns (as bias_grad).
+/// db[c] += sum_r alpha dy[r, c], two stages (colreduce.cuh); bias_grad is alpha = 1.
 template <class T>
-__global__ void col_sum_add_kernel(long long rows, long long cols, T alpha, const T* __restrict__ dy, T* __restrict__ db) {
+inline void col_sum_add_2stage(const Cuda& ctx, long long rows, long long cols, T alpha, const T* dy, T* db) {
     using A = acc_t<T>;
-    __shared__ A sh[kColRows][32];
-    const long long c = blockIdx.x * 32LL + threadIdx.x;
-    A acc = A(0);
-    if (c < cols)
-        for (long long r = threadIdx.y; r < rows; r += kColRows) acc += A(alpha * dy[r * cols + c]);
-    const A s = column_sum(acc, sh);
-    if (c < cols && threadIdx.y == 0) db[c] = T(A(db[c]) + s);
+    const ColSplit sp = col_split(rows, cols);
+    A* partial = col_scratch<A>(ctx, sp.chunks * cols);
+    col_sum_partial_kernel<T><<<col_stage1_grid(cols, sp), col_stage1_block(), 0, ctx.stream()>>>(rows, cols, sp.chunk_rows,
+                                                                                                   alpha, dy, partial);
+    LCMAE_CUDA_CHECK_LAUNCH("col_sum_partial_kernel");
+    col_finish_add<T, A>(ctx, cols, sp, partial, db, nullptr);
 }
 }  // namespace lcmae::backend::cuda_detail
 
@@ -129,10 +134,7 @@ template <class T>
 inline void bias_grad(const backend::Cuda& ctx, long rows, long cols, const T* dy, T* db) {
     LCMAE_CHECK(rows >= 0 && cols >= 0, "bias_grad sizes must be non-negative, got " << rows << " x " << cols);
     if (rows == 0 || cols == 0) return;  // db += 0
-    using namespace backend::cuda_detail;
-    const dim3 block(32, kColRows), grid(static_cast<unsigned int>((cols + 31) / 32));
-    bias_grad_kernel<T><<<grid, block, 0, ctx.stream()>>>(rows, cols, dy, db);
-    LCMAE_CUDA_CHECK_LAUNCH("bias_grad_kernel");
+    backend::cuda_detail::col_sum_add_2stage<T>(ctx, rows, cols, T(1), dy, db);
 }
 
 template <class T>
@@ -214,10 +216,7 @@ template <class T>
 inline void col_sum_add(const backend::Cuda& ctx, long rows, long cols, T alpha, const T* dy, T* db) {
     LCMAE_CHECK(rows >= 0 && cols >= 0, "col_sum_add sizes must be non-negative, got " << rows << " x " << cols);
     if (rows == 0 || cols == 0) return;
-    using namespace backend::cuda_detail;
-    const dim3 block(32, kColRows), grid(static_cast<unsigned int>((cols + 31) / 32));
-    col_sum_add_kernel<T><<<grid, block, 0, ctx.stream()>>>(rows, cols, alpha, dy, db);
-    LCMAE_CUDA_CHECK_LAUNCH("col_sum_add_kernel");
+    backend::cuda_detail::col_sum_add_2stage<T>(ctx, rows, cols, alpha, dy, db);
 }
 
 }  // namespace lcmae::ops

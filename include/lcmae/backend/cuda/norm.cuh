@@ -6,14 +6,16 @@
 // statistics (mean, then the sum of squared deviations: no cancellation), in float for float
 // storage and double for double. The CPU accumulates float rows in double, so float results differ
 // from it by rounding (~1e-7 relative). Backward: dx by one warp per row; dgamma/dbeta by the
-// deterministic block-column reduction (launch.cuh).
-// BatchNorm1d: one block per 32 columns does the whole column (statistics, then the outputs), so a
-// single launch and no scratch. The forward statistics accumulate in double (as on the CPU).
+// two-stage deterministic column reduction (colreduce.cuh).
+// BatchNorm1d: the column statistics (sum, then squared deviations: in double, as on the CPU) and
+// the backward's column sums by the two-stage column reduction (partials in the context's Columns
+// scratch); the outputs / dx by one thread per element.
 // No __restrict__: callers may run a backward in place (dx aliasing dy), which these kernels allow
 // (each thread reads an element before it writes the same element, after the block's reductions).
 #pragma once
 
 #include "lcmae/backend/cuda/check.cuh"
+#include "lcmae/backend/cuda/colreduce.cuh"
 #include "lcmae/backend/cuda/context.cuh"
 #include "lcmae/backend/cuda/launch.cuh"
 
@@ -75,18 +77,20 @@ __global__ void layernorm_backward_dx_kernel(long long rows, long long cols, con
     }
 }
 
-/// dgamma[c] += sum_r dy xhat, dbeta[c] += sum_r dy: block (32, kColRows) per 32 columns.
+/// Stage 1 of dgamma[c] += sum_r dy xhat, dbeta[c] += sum_r dy (colreduce.cuh): quantity 0 is
+/// dgamma's partial, 1 dbeta's.
 template <class T>
-__global__ void layernorm_backward_params_kernel(long long rows, long long cols, const T* x,
-                                                 const T* mean, const T* rstd,
-                                                 const T* dy, T* dgamma,
-                                                 T* dbeta) {
+__global__ void layernorm_backward_params_partial_kernel(long long rows, long long cols, long long chunk_rows,
+                                                         const T* x, const T* mean, const T* rstd, const T* dy,
+                                                         acc_t<T>* __restrict__ partial) {
     using A = acc_t<T>;
     __shared__ A sh[kColRows][32];
     const long long c = blockIdx.x * 32LL + threadIdx.x;
+    long long r0, r1;
+    chunk_range(rows, chunk_rows, r0, r1);
     A ag = A(0), ab = A(0);
     if (c < cols)
-        for (long long r = threadIdx.y; r < rows; r += kColRows) {
+        for (long long r = r0 + threadIdx.y; r < r1; r += kColRows) {
             const T d = dy[r * cols + c];
             ag += A(d * ((x[r * cols + c] - mean[r]) * rstd[r]));
             ab += A(d);
@@ -94,41 +98,73 @@ __global__ void layernorm_backward_params_kernel(long long rows, long long cols,
     const A sg = column_sum(ag, sh);
     const A sb = column_sum(ab, sh);
     if (c < cols && threadIdx.y == 0) {
-        dgamma[c] = T(A(dgamma[c]) + sg);
-        dbeta[c] = T(A(dbeta[c]) + sb);
+        *partial_at(partial, 0, cols, c) = sg;
+        *partial_at(partial, 1, cols, c) = sb;
     }
 }
 
+/// BatchNorm statistics, stage 1 (in double, as on the CPU): with mean_d null the chunk's column
+/// sums of x, else of (x - mean_d)^2.
 template <class T>
-__global__ void batchnorm_forward_train_kernel(long long rows, long long cols, const T* x,
-                                               const T* gamma, const T* beta, T eps,
-                                               T momentum, T* y, T* mean,
-                                               T* rstd, T* running_mean,
-                                               T* running_var) {
+__global__ void batchnorm_stats_partial_kernel(long long rows, long long cols, long long chunk_rows, const T* x,
+                                               const double* __restrict__ mean_d, double* __restrict__ partial) {
     __shared__ double sh[kColRows][32];
     const long long c = blockIdx.x * 32LL + threadIdx.x;
-    const bool on = c < cols;
+    long long r0, r1;
+    chunk_range(rows, chunk_rows, r0, r1);
     double s = 0;
-    if (on)
-        for (long long r = threadIdx.y; r < rows; r += kColRows) s += double(x[r * cols + c]);
-    const double m = column_sum(s, sh) / double(rows);
-    double v = 0;
-    if (on)
-        for (long long r = threadIdx.y; r < rows; r += kColRows) {
-            const double d = double(x[r * cols + c]) - m;
-            v += d * d;
+    if (c < cols) {
+        if (mean_d == nullptr) {
+            for (long long r = r0 + threadIdx.y; r < r1; r += kColRows) s += double(x[r * cols + c]);
+        } else {
+            const double m = mean_d[c];
+            for (long long r = r0 + threadIdx.y; r < r1; r += kColRows) {
+                const double d = double(x[r * cols + c]) - m;
+                s += d * d;
+            }
         }
-    v = column_sum(v, sh);
-    if (!on) return;  // no barrier follows
+    }
+    s = column_sum(s, sh);
+    if (c < cols && threadIdx.y == 0) *partial_at(partial, 0, cols, c) = s;
+}
+
+/// mean_d[c] = (sum over chunks in order) / rows. (A template only so that a header may define it.)
+template <class Unused = void>
+__global__ void batchnorm_mean_kernel(long long rows, long long cols, long long chunks,
+                                             const double* __restrict__ partial, double* __restrict__ mean_d) {
+    const long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    double s = 0;
+    for (long long k = 0; k < chunks; ++k) s += partial[k * cols + c];
+    mean_d[c] = s / double(rows);
+}
+
+/// v = sum over chunks in order; mean, rstd and the running statistics as the one-stage kernel did.
+template <class T>
+__global__ void batchnorm_finish_stats_kernel(long long rows, long long cols, long long chunks,
+                                              const double* __restrict__ partial, const double* __restrict__ mean_d,
+                                              T eps, T momentum, T* mean, T* rstd, T* running_mean, T* running_var) {
+    const long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    double v = 0;
+    for (long long k = 0; k < chunks; ++k) v += partial[k * cols + c];
     const T rs = T(1.0 / sqrt(v / double(rows) + double(eps)));
-    const T mt = T(m);
-    const T g = gamma ? gamma[c] : T(1), b = beta ? beta[c] : T(0);
-    for (long long r = threadIdx.y; r < rows; r += kColRows) y[r * cols + c] = (x[r * cols + c] - mt) * rs * g + b;
-    if (threadIdx.y == 0) {
-        mean[c] = mt;
-        rstd[c] = rs;
-        if (running_mean) running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * mt;
-        if (running_var) running_var[c] = (T(1) - momentum) * running_var[c] + momentum * T(v / double(rows - 1));
+    const T mt = T(mean_d[c]);
+    mean[c] = mt;
+    rstd[c] = rs;
+    if (running_mean) running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * mt;
+    if (running_var) running_var[c] = (T(1) - momentum) * running_var[c] + momentum * T(v / double(rows - 1));
+}
+
+/// y = (x - mean[c]) rstd[c] g + b, one thread per element (y may alias x).
+template <class T>
+__global__ void batchnorm_apply_kernel(long long rows, long long cols, const T* x, const T* mean, const T* rstd,
+                                       const T* gamma, const T* beta, T* y) {
+    const long long n = rows * cols;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        const long long c = i % cols;
+        const T g = gamma ? gamma[c] : T(1), b = beta ? beta[c] : T(0);
+        y[i] = (x[i] - mean[c]) * rstd[c] * g + b;
     }
 }
 
@@ -145,33 +181,61 @@ __global__ void batchnorm_forward_eval_kernel(long long rows, long long cols, co
     }
 }
 
+/// BatchNorm backward, stage 1: quantity 0 the chunk's sum of dy, 1 its sum of dy xhat.
 template <class T>
-__global__ void batchnorm_backward_kernel(long long rows, long long cols, const T* x,
-                                          const T* mean, const T* rstd,
-                                          const T* gamma, const T* dy,
-                                          T* dx, T* dgamma, T* dbeta) {
+__global__ void batchnorm_backward_partial_kernel(long long rows, long long cols, long long chunk_rows, const T* x,
+                                                  const T* mean, const T* rstd, const T* dy,
+                                                  acc_t<T>* __restrict__ partial) {
     using A = acc_t<T>;
     __shared__ A sh[kColRows][32];
     const long long c = blockIdx.x * 32LL + threadIdx.x;
     const bool on = c < cols;
-    const T m = on ? mean[c] : T(0), rs = on ? rstd[c] : T(0), g = (on && gamma) ? gamma[c] : T(1);
+    long long r0, r1;
+    chunk_range(rows, chunk_rows, r0, r1);
+    const T m = on ? mean[c] : T(0), rs = on ? rstd[c] : T(0);
     A sd = A(0), sdx = A(0);
     if (on)
-        for (long long r = threadIdx.y; r < rows; r += kColRows) {
+        for (long long r = r0 + threadIdx.y; r < r1; r += kColRows) {
             const T d = dy[r * cols + c];
             sd += A(d);
             sdx += A(d * ((x[r * cols + c] - m) * rs));
         }
-    const T sum_d = T(column_sum(sd, sh)), sum_dx = T(column_sum(sdx, sh));
-    if (!on) return;
-    if (threadIdx.y == 0) {
-        if (dgamma) dgamma[c] += sum_dx;
-        if (dbeta) dbeta[c] += sum_d;
+    const A a0 = column_sum(sd, sh), a1 = column_sum(sdx, sh);
+    if (on && threadIdx.y == 0) {
+        *partial_at(partial, 0, cols, c) = a0;
+        *partial_at(partial, 1, cols, c) = a1;
     }
-    const T md = sum_d / T(rows), mdx = sum_dx / T(rows);
-    for (long long r = threadIdx.y; r < rows; r += kColRows) {
-        const T xhat = (x[r * cols + c] - m) * rs;
-        dx[r * cols + c] = g * rs * (dy[r * cols + c] - md - xhat * mdx);
+}
+
+/// BatchNorm backward, stage 2: the column sums (chunks in order) into sums[c] (of dy) and
+/// sums[cols + c] (of dy xhat); dgamma / dbeta (may be null) accumulate them.
+template <class T>
+__global__ void batchnorm_backward_finish_kernel(long long cols, long long chunks, const acc_t<T>* __restrict__ partial,
+                                                 T* __restrict__ sums, T* dgamma, T* dbeta) {
+    using A = acc_t<T>;
+    const long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    A sd = A(0), sdx = A(0);
+    for (long long k = 0; k < chunks; ++k) sd += partial[k * cols + c];
+    for (long long k = 0; k < chunks; ++k) sdx += partial[(chunks + k) * cols + c];
+    const T sum_d = T(sd), sum_dx = T(sdx);
+    sums[c] = sum_d;
+    sums[cols + c] = sum_dx;
+    if (dgamma) dgamma[c] += sum_dx;
+    if (dbeta) dbeta[c] += sum_d;
+}
+
+/// dx = g rstd (dy - mean(dy) - xhat mean(dy xhat)), one thread per element (dx may alias dy).
+template <class T>
+__global__ void batchnorm_backward_dx_kernel(long long rows, long long cols, const T* x, const T* mean, const T* rstd,
+                                             const T* gamma, const T* dy, const T* sums, T* dx) {
+    const long long n = rows * cols;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        const long long c = i % cols;
+        const T m = mean[c], rs = rstd[c], g = gamma ? gamma[c] : T(1);
+        const T md = sums[c] / T(rows), mdx = sums[cols + c] / T(rows);
+        const T xhat = (x[i] - m) * rs;
+        dx[i] = g * rs * (dy[i] - md - xhat * mdx);
     }
 }
 
@@ -202,9 +266,13 @@ inline void layernorm_backward(const backend::Cuda& ctx, long rows, long cols, c
     layernorm_backward_dx_kernel<T><<<row_warp_blocks(rows), 32 * kRowWarps, 0, ctx.stream()>>>(rows, cols, x, mean,
                                                                                                rstd, gamma, dy, dx);
     LCMAE_CUDA_CHECK_LAUNCH("layernorm_backward_dx_kernel");
-    layernorm_backward_params_kernel<T><<<column_blocks(cols), dim3(32, kColRows), 0, ctx.stream()>>>(
-        rows, cols, x, mean, rstd, dy, dgamma, dbeta);
-    LCMAE_CUDA_CHECK_LAUNCH("layernorm_backward_params_kernel");
+    using A = acc_t<T>;
+    const ColSplit sp = col_split(rows, cols);
+    A* partial = col_scratch<A>(ctx, 2 * sp.chunks * cols);
+    layernorm_backward_params_partial_kernel<T><<<col_stage1_grid(cols, sp), col_stage1_block(), 0, ctx.stream()>>>(
+        rows, cols, sp.chunk_rows, x, mean, rstd, dy, partial);
+    LCMAE_CUDA_CHECK_LAUNCH("layernorm_backward_params_partial_kernel");
+    col_finish_add<T, A>(ctx, cols, sp, partial, dgamma, dbeta);
 }
 
 template <class T>
@@ -215,9 +283,24 @@ inline void batchnorm_forward_train(const backend::Cuda& ctx, long rows, long co
     LCMAE_CHECK(rows >= 2, "BatchNorm in train mode needs at least 2 rows per batch, got " << rows);
     LCMAE_CHECK(cols >= 0, "batchnorm_forward_train needs cols >= 0, got " << cols);
     if (cols == 0) return;
-    batchnorm_forward_train_kernel<T><<<column_blocks(cols), dim3(32, kColRows), 0, ctx.stream()>>>(
-        rows, cols, x, gamma, beta, eps, momentum, y, mean, rstd, running_mean, running_var);
-    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_forward_train_kernel");
+    // Scratch: the chunks' partials, then the double means.
+    const ColSplit sp = col_split(rows, cols);
+    double* partial = col_scratch<double>(ctx, (sp.chunks + 1) * (long long)cols);
+    double* mean_d = partial + sp.chunks * cols;
+    batchnorm_stats_partial_kernel<T><<<col_stage1_grid(cols, sp), col_stage1_block(), 0, ctx.stream()>>>(
+        rows, cols, sp.chunk_rows, x, nullptr, partial);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_stats_partial_kernel (sum)");
+    batchnorm_mean_kernel<><<<col_stage2_blocks(cols), 256, 0, ctx.stream()>>>(rows, cols, sp.chunks, partial, mean_d);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_mean_kernel");
+    batchnorm_stats_partial_kernel<T><<<col_stage1_grid(cols, sp), col_stage1_block(), 0, ctx.stream()>>>(
+        rows, cols, sp.chunk_rows, x, mean_d, partial);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_stats_partial_kernel (squared deviations)");
+    batchnorm_finish_stats_kernel<T><<<col_stage2_blocks(cols), 256, 0, ctx.stream()>>>(
+        rows, cols, sp.chunks, partial, mean_d, eps, momentum, mean, rstd, running_mean, running_var);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_finish_stats_kernel");
+    const long long n = (long long)rows * cols;
+    batchnorm_apply_kernel<T><<<blocks_for(n), kThreads, 0, ctx.stream()>>>(rows, cols, x, mean, rstd, gamma, beta, y);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_apply_kernel");
 }
 
 template <class T>
@@ -238,9 +321,21 @@ inline void batchnorm_backward(const backend::Cuda& ctx, long rows, long cols, c
     using namespace backend::cuda_detail;
     LCMAE_CHECK(rows >= 1 && cols >= 0, "batchnorm_backward needs rows >= 1 and cols >= 0, got " << rows << " x " << cols);
     if (cols == 0) return;
-    batchnorm_backward_kernel<T><<<column_blocks(cols), dim3(32, kColRows), 0, ctx.stream()>>>(
-        rows, cols, x, mean, rstd, gamma, dy, dx, dgamma, dbeta);
-    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_backward_kernel");
+    using A = acc_t<T>;
+    // Scratch: the chunks' partials (2 quantities), then the 2 x cols column sums.
+    const ColSplit sp = col_split(rows, cols);
+    A* partial = col_scratch<A>(ctx, (2 * sp.chunks + 2) * (long long)cols);
+    T* sums = partial + 2 * sp.chunks * cols;  // A == T for float and double storage
+    batchnorm_backward_partial_kernel<T><<<col_stage1_grid(cols, sp), col_stage1_block(), 0, ctx.stream()>>>(
+        rows, cols, sp.chunk_rows, x, mean, rstd, dy, partial);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_backward_partial_kernel");
+    batchnorm_backward_finish_kernel<T><<<col_stage2_blocks(cols), 256, 0, ctx.stream()>>>(cols, sp.chunks, partial, sums,
+                                                                                          dgamma, dbeta);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_backward_finish_kernel");
+    const long long n = (long long)rows * cols;
+    batchnorm_backward_dx_kernel<T><<<blocks_for(n), kThreads, 0, ctx.stream()>>>(rows, cols, x, mean, rstd, gamma, dy,
+                                                                                   sums, dx);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_backward_dx_kernel");
 }
 
 }  // namespace lcmae::ops

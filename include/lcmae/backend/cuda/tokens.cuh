@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "lcmae/backend/cuda/check.cuh"
+#include "lcmae/backend/cuda/colreduce.cuh"
 #include "lcmae/backend/cuda/context.cuh"
 #include "lcmae/backend/cuda/launch.cuh"
 
@@ -134,23 +135,26 @@ __global__ void mask_token_mix_kernel(long long rows, long long D, const T* __re
     }
 }
 
-/// dmt[c] += sum_r w[r] dx[r, c]; then dx[r, c] *= 1 - w[r]. Block (32, kColRows) per 32 columns:
-/// each element is read (for the sum) and then scaled by the one thread that owns it.
+/// Stage 1 of dmt[c] += sum_r w[r] dx[r, c] (colreduce.cuh); then dx[r, c] *= 1 - w[r]: each
+/// element is read (for the sum) and then scaled by the one thread that owns it.
 template <class T>
-__global__ void mask_token_mix_backward_kernel(long long rows, long long D, const T* __restrict__ w, T* __restrict__ dx,
-                                               T* __restrict__ dmt) {
+__global__ void mask_token_mix_backward_partial_kernel(long long rows, long long D, long long chunk_rows,
+                                                       const T* __restrict__ w, T* __restrict__ dx,
+                                                       acc_t<T>* __restrict__ partial) {
     using A = acc_t<T>;
     __shared__ A sh[kColRows][32];
     const long long c = blockIdx.x * 32LL + threadIdx.x;
+    long long r0, r1;
+    chunk_range(rows, chunk_rows, r0, r1);
     A acc = A(0);
     if (c < D)
-        for (long long r = threadIdx.y; r < rows; r += kColRows) {
+        for (long long r = r0 + threadIdx.y; r < r1; r += kColRows) {
             const T g = dx[r * D + c];
             acc += A(g * w[r]);
             dx[r * D + c] = g * (T(1) - w[r]);
         }
     const A s = column_sum(acc, sh);
-    if (c < D && threadIdx.y == 0) dmt[c] = T(A(dmt[c]) + s);
+    if (c < D && threadIdx.y == 0) *partial_at(partial, 0, D, c) = s;
 }
 
 /// slot_of[b, :] = -1, then slot_of[b, keep[b, k]] = k for k in order (the last duplicate wins, as
@@ -215,23 +219,28 @@ __global__ void decoder_assemble_backward_emb_kernel(long long B, long long L, l
     }
 }
 
-/// dmt[c] += sum over (b, n) with slot_of[b, n] == -1 of dx[b, 1 + n, c]: block (32, kColRows).
+/// Stage 1 of dmt[c] += sum over (b, n) with slot_of[b, n] == -1 of dx[b, 1 + n, c] (colreduce.cuh;
+/// rows r = b L + n).
 template <class T>
-__global__ void decoder_assemble_backward_mt_kernel(long long B, long long L, long long D, const T* __restrict__ dx,
-                                                    const std::int64_t* __restrict__ slot_of, T* __restrict__ dmt) {
+__global__ void decoder_assemble_backward_mt_partial_kernel(long long B, long long L, long long D, long long chunk_rows,
+                                                            const T* __restrict__ dx,
+                                                            const std::int64_t* __restrict__ slot_of,
+                                                            acc_t<T>* __restrict__ partial) {
     using A = acc_t<T>;
     __shared__ A sh[kColRows][32];
     const long long c = blockIdx.x * 32LL + threadIdx.x;
     const long long N = 1 + L;
+    long long r0, r1;
+    chunk_range(B * L, chunk_rows, r0, r1);
     A acc = A(0);
     if (c < D)
-        for (long long r = threadIdx.y; r < B * L; r += kColRows) {
+        for (long long r = r0 + threadIdx.y; r < r1; r += kColRows) {
             if (slot_of[r] != -1) continue;
             const long long b = r / L, n = r % L;
             acc += A(dx[(b * N + 1 + n) * D + c]);
         }
     const A s = column_sum(acc, sh);
-    if (c < D && threadIdx.y == 0) dmt[c] = T(A(dmt[c]) + s);
+    if (c < D && threadIdx.y == 0) *partial_at(partial, 0, D, c) = s;
 }
 
 /// out[b, c]: x[b, 0, c] (cls) or the mean over the pooled tokens n = 1.. in order (the CPU's
@@ -370,9 +379,13 @@ inline void mask_token_mix_backward(const backend::Cuda& ctx, long rows, long D,
     using namespace backend::cuda_detail;
     LCMAE_CHECK(rows >= 0 && D >= 0, "mask_token_mix_backward sizes must be non-negative");
     if (rows == 0 || D == 0) return;
-    const dim3 block(32, kColRows), grid(static_cast<unsigned int>((D + 31) / 32));
-    mask_token_mix_backward_kernel<T><<<grid, block, 0, ctx.stream()>>>(rows, D, w, dx, dmt);
-    LCMAE_CUDA_CHECK_LAUNCH("mask_token_mix_backward_kernel");
+    using A = acc_t<T>;
+    const ColSplit sp = col_split(rows, D);
+    A* partial = col_scratch<A>(ctx, sp.chunks * D);
+    mask_token_mix_backward_partial_kernel<T><<<col_stage1_grid(D, sp), col_stage1_block(), 0, ctx.stream()>>>(
+        rows, D, sp.chunk_rows, w, dx, partial);
+    LCMAE_CUDA_CHECK_LAUNCH("mask_token_mix_backward_partial_kernel");
+    col_finish_add<T, A>(ctx, D, sp, partial, dmt, nullptr);
 }
 
 /// slot_of (B, L) = -1, then slot_of[b, keep[b, k]] = k (keep, slot_of: device int64).
@@ -411,9 +424,14 @@ inline void decoder_assemble_backward(const backend::Cuda& ctx, long B, long L, 
                                                                                             ctx.error_record());
     LCMAE_CUDA_CHECK_LAUNCH("decoder_assemble_backward_emb_kernel");
     if (L == 0) return;
-    const dim3 block(32, kColRows), grid(static_cast<unsigned int>((D + 31) / 32));
-    decoder_assemble_backward_mt_kernel<T><<<grid, block, 0, ctx.stream()>>>(B, L, D, dx, slot_of, dmt);
-    LCMAE_CUDA_CHECK_LAUNCH("decoder_assemble_backward_mt_kernel");
+    if (D == 0) return;
+    using A = acc_t<T>;
+    const ColSplit sp = col_split((long long)B * L, D);
+    A* partial = col_scratch<A>(ctx, sp.chunks * D);
+    decoder_assemble_backward_mt_partial_kernel<T><<<col_stage1_grid(D, sp), col_stage1_block(), 0, ctx.stream()>>>(
+        B, L, D, sp.chunk_rows, dx, slot_of, partial);
+    LCMAE_CUDA_CHECK_LAUNCH("decoder_assemble_backward_mt_partial_kernel");
+    col_finish_add<T, A>(ctx, D, sp, partial, dmt, nullptr);
 }
 
 /// out[b] = x[b, 0] (cls), or the mean of x[b, 1..N-1] over the tokens with w == 0 (w (B, N-1) or null).
