@@ -7,7 +7,7 @@
 #include <chrono>
 #include <vector>
 
-#include "lcmae/backend/ops.hpp"
+#include "lcmae/backend/cpu/ops_cpu.hpp"
 
 namespace lcmae::bench {
 

@@ -17,12 +17,12 @@
 #include <span>
 #include <vector>
 
+#include "lcmae/models/guidance_branch.hpp"
 #include "lcmae/models/mae_decoder.hpp"
 #include "lcmae/models/masking.hpp"
 #include "lcmae/models/model_spec.hpp"
 #include "lcmae/models/spec_rules.hpp"
 #include "lcmae/models/vit_encoder.hpp"
-#include "lcmae/nn/mlp_head.hpp"
 
 namespace lcmae::models {
 
@@ -57,18 +57,12 @@ public:
             decoder_ = std::make_unique<MaeDecoder<T, Backend>>(P_, e, spec.decoder, B, K_);
         }
         if (spec.guided_enabled()) {
-            const long rows = token_wise() ? B * K_ : B;
-            const int calls = 2 * views_;  // [global view v] = v, [token-wise view v] = 2 + v
-            // Guided tokens "visible + mask" (Table 5e) pool the decoder-side sequence, of the decoder's width
-            Fi_ = decoder_side() ? spec.decoder.dim : D;
-            head_ = nn::MlpHead<T, Backend>(P_, A_, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, calls});
-            predictor_ = nn::MlpHead<T, Backend>(P_, A_, "predictor", {D, spec.head_hidden, D, spec.predictor_depth, rows, calls});
-            // ---- target: encoder + projector, same names, its own arena
+            // ---- target: encoder (+ projector in the branch), same names as online, its own arena
             Kt_ = spec.target_mask_ratio > 0 ? len_keep(L, spec.target_mask_ratio) : L;
             target_encoder_ = std::make_unique<VitEncoder<T, Backend>>(
                 Pt_, e, EncoderOptions{.max_batch = views_ * B, .max_keep = Kt_, .forward_only = true});
-            if (decoder_side()) target_embed_ = nn::Linear<T, Backend>(Pt_, "decoder_embed", D, spec.decoder.dim);
-            target_head_ = nn::MlpHead<T, Backend>(Pt_, A_, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, 1});
+            // ---- the guidance: online heads (P_), the target's projector (Pt_), their activations
+            guidance_ = std::make_unique<GuidanceBranch<T, Backend>>(P_, Pt_, A_, spec, K_, Kt_, views_);
         }
         // ---- model-level buffers
         images_ = A_.reserve(views_ * B * e.channels * e.image * e.image);
@@ -82,26 +76,11 @@ public:
             pred_ = A_.reserve(B * L * e.patch_dim());
             d_rows_ = A_.reserve(B * L * D);
         }
-        const long feat = views_ * B * (token_wise() ? K_ : 1) * D;
-        const long wide = views_ * B * (token_wise() ? K_ : 1) * std::max(D, Fi_);  // head inputs
-        feat_ = A_.reserve(wide);
-        d_feat_ = A_.reserve(wide);
-        tfeat_ = A_.reserve(wide);
-        if (decoder_side()) {
-            mean_visible_ = A_.reserve(views_ * B * D);
-            d_mean_ = A_.reserve(B * D);
-            d_embed_ = A_.reserve(B * Fi_);
-            target_pool_ = A_.reserve(B * D);
-        }
-        t_ = A_.reserve(feat);
-        dq_ = A_.reserve(feat);
         A_.allocate();
         keep_.resize(static_cast<std::size_t>(views_ * B * K_));
         keep_host_.resize(static_cast<std::size_t>(views_ * B * K_));
         mask_host_.resize(static_cast<std::size_t>(B * L));
         scalars_.resize(kScalars);
-        if (spec.loss == GuidanceLoss::InfoNCE)
-            infonce_scratch_.resize(static_cast<std::size_t>(ops::infonce_scratch_size((token_wise() ? B * K_ : B), D)));
         if (simmim_) {
             LCMAE_CHECK(spec.simmim_block >= 1 && e.grid() % spec.simmim_block == 0,
                         "SimMIM mask block " << spec.simmim_block << " does not tile the " << e.grid() << "-patch grid");
@@ -121,10 +100,7 @@ public:
             encoder_->init(host, seed);
             if (decoder_) decoder_->init(host, seed);
             if (simmim_) simmim_decoder_.init(host, seed);
-            if (spec.guided_enabled()) {
-                head_.init(host, seed);
-                predictor_.init(host, seed);
-            }
+            if (guidance_) guidance_->init(host, seed);
             upload(ctx, long(P_.planned_size()), host.values().data(), P_.values().data());
         }
         if (spec.guided_enabled()) {
@@ -202,7 +178,7 @@ public:
         const Ptr d_latent = A_.at(d_latent_);
         fill(ctx, V * B * (1 + K) * D, T(0), d_latent);
         // ---- guidance (adds into d_latent)
-        if (spec_.guided_enabled()) guidance(ctx, latent, view2, B, loss_scale);
+        if (spec_.guided_enabled()) guide(ctx, latent, view2, B, loss_scale);
         decoder_->backward(ctx, P_, CPtr(A_.at(d_pred_)), A_.at(d_lat1_));
         add_inplace(ctx, B * (1 + K) * D, CPtr(A_.at(d_lat1_)), d_latent);
         encoder_->backward(ctx, P_, CPtr(d_latent));
@@ -236,7 +212,7 @@ public:
                   loss_scale, A_.at(d_pred_), scalars_.data() + kMim);
         const Ptr d_latent = A_.at(d_latent_);
         fill(ctx, B * N * D, T(0), d_latent);
-        if (spec_.guided_enabled()) guidance(ctx, latent, view2, B, loss_scale);
+        if (spec_.guided_enabled()) guide(ctx, latent, view2, B, loss_scale);
         const Ptr d_rows = A_.at(d_rows_);
         simmim_decoder_.backward(ctx, P_, CPtr(rows), CPtr(A_.at(d_pred_)), d_rows, B * L);
         add_rows(ctx, B, L * D, CPtr(d_rows), L * D, d_latent + D, N * D);
@@ -269,8 +245,8 @@ public:
         if (simmim_) f += 3.0 * simmim_decoder_.flops_forward(B * L);
         if (spec_.guided_enabled()) {
             const long rows = V * B * (token_wise() ? K_ : 1) * (spec_.guidance == GuidanceType::Both ? 2 : 1);
-            f += 3.0 * (head_.flops_forward(rows) + predictor_.flops_forward(rows));
-            f += target_encoder_->flops_forward(V * B, L) + target_head_.flops_forward(rows);
+            f += 3.0 * guidance_->flops_forward(rows);
+            f += target_encoder_->flops_forward(V * B, L) + guidance_->flops_target(rows);
         }
         return f;
     }
@@ -317,167 +293,54 @@ private:
             LCMAE_CHECK(spec_.loss != GuidanceLoss::InfoNCE || B >= 2, "InfoNCE needs a batch of at least 2");
     }
     // Scalars a step reports, written by the loss ops into backend memory and read once per step.
-    static constexpr long kMim = 0, kGuidance = 1, kScalars = 8;  // [kGuidance + 2 kind + pair]
+    static constexpr long kMim = 0, kGuidance = 1, kScalars = 8;  // [kGuidance + GuidanceBranch's terms]
     StepLosses read_losses(const Backend& ctx) {
         double h[kScalars];
         download(ctx, kScalars, dptr<Backend, const double>(scalars_.data()), h);
         StepLosses out;
         out.mim = h[kMim];
-        for (long i = 0; i < 4; ++i) out.gg += gg_weight_[i] * h[kGuidance + i];
+        if (guidance_) out.gg = guidance_->combine(h + kGuidance);
         out.total = out.mim + spec_.alpha * out.gg;
         return out;
     }
     Ids keep() const { return Ids(keep_.data()); }
 
-    // Guidance loss L_GG into scalars_; adds alpha * dL_GG/dlatent (times loss_scale) into d_latent.
-    void guidance(const Backend& ctx, CPtr latent, const T* view2, long B, double loss_scale) {
+    // The guidance: the target encoder on its views (both full views for the Symmetric schedule,
+    // view 2 for the Paper one; eval mode, no gradient), then the branch (heads, loss, un-pooling),
+    // which adds its gradient into d_latent_.
+    void guide(const Backend& ctx, CPtr latent, const T* view2, long B, double loss_scale) {
         const auto& e = spec_.encoder;
-        const long L = e.tokens(), D = e.dim, V = views_;
-        const long N_on = simmim_ ? 1 + L : 1 + K_;
-        const bool cls = spec_.pool == PoolTokens::Cls;
-        const CPtr no_weights(nullptr);
-        // target: both full views (Symmetric) or view 2 (Paper); eval mode, no gradient
-        const Ptr timgs = A_.at(images_);  // reuse: view 1 then view 2, as for the online pass
-        const long img = e.channels * e.image * e.image;
-        long TV = 1;
-        if (V == 2) {
-            TV = 2;  // images_ already holds [view1; view2]
-        } else {
-            upload(ctx, B * img, view2, timgs);
-        }
-        const bool target_masked = Kt_ < L;
-        const CPtr tlat = target_encoder_->forward(ctx, Pt_, CPtr(timgs), TV * B,
+        const Ptr timgs = A_.at(images_);  // [view1; view2] already for Symmetric; view 2 for Paper
+        if (views_ == 1) upload(ctx, B * e.channels * e.image * e.image, view2, timgs);
+        const bool target_masked = Kt_ < e.tokens();
+        const CPtr tlat = target_encoder_->forward(ctx, Pt_, CPtr(timgs), views_ * B,
                                                    target_masked ? Ids(target_keep_.data()) : Ids(nullptr), Kt_);
-        // pairs (online view v, target view u, weight)
-        struct Pair { long v, u; double w; };
-        static constexpr Pair kSymmetric[2] = {{0, 1, 0.5}, {1, 0, 0.5}};
-        static constexpr Pair kPaper[1] = {{0, 0, 1.0}};
-        const std::span<const Pair> pairs = V == 2 ? std::span<const Pair>(kSymmetric) : std::span<const Pair>(kPaper);
-        const Ptr d_latent = A_.at(d_latent_);
-        const double scale = spec_.alpha * loss_scale;
-        const bool global = spec_.guidance != GuidanceType::TokenWise;
-        const bool tokens = spec_.guidance != GuidanceType::Global;
-        const CPtr mask = simmim_ ? CPtr(A_.at(mask_)) : no_weights;  // SimMIM pools its unmasked tokens
-        for (double& w : gg_weight_) w = 0;
-        // Online features for every view first (so BatchNorm sees view 1 then view 2 in each layer).
-        for (int kind = 0; kind < 2; ++kind) {
-            if ((kind == 0 && !global) || (kind == 1 && !tokens)) continue;
-            const long R = kind == 0 ? B : B * K_;  // rows per view
-            const long Fw = kind == 0 ? Fi_ : D;      // width of the head inputs
-            const Ptr feat = A_.at(feat_);
-            const Ptr tfeat = A_.at(tfeat_);
-            const Ptr tbuf = A_.at(t_);
-            const Ptr dq = A_.at(dq_);
-            CPtr q[2] = {nullptr, nullptr};
-            for (long v = 0; v < V; ++v) {
-                const Ptr f = feat + v * R * Fw;
-                const CPtr lat = latent + v * B * N_on * D;
-                if (kind == 0 && decoder_side()) {
-                    const Ptr m = A_.at(mean_visible_) + v * B * D;
-                    pool_tokens(ctx, B, N_on, D, lat, no_weights, cls, m);
-                    decoder_side_pool(ctx, CPtr(m), B, f);
-                } else if (kind == 0) {
-                    pool_tokens(ctx, B, N_on, D, lat, mask, cls, f);
-                } else {
-                    copy_rows(ctx, B, K_ * D, lat + D, N_on * D, f, K_ * D);
-                }
-                const int call = int(kind * 2 + v);
-                const CPtr h = head_.forward(ctx, P_, A_, CPtr(f), R, true, call);
-                q[v] = predictor_.forward(ctx, P_, A_, h, R, true, call);
-            }
-            fill(ctx, V * R * D, T(0), dq);
-            for (std::size_t pi = 0; pi < pairs.size(); ++pi) {
-                const Pair& pr = pairs[pi];
-                // target features of view u matching online view v
-                const CPtr tl = tlat + pr.u * B * (1 + Kt_) * D;
-                const Ptr tf = tfeat + pr.v * R * Fw;
-                if (kind == 0 && decoder_side()) {
-                    // the target's decoder-side sequence has no mask tokens: decoder_embed of its mean
-                    pool_tokens(ctx, B, 1 + Kt_, D, tl, no_weights, cls, A_.at(target_pool_));
-                    target_embed_.forward(ctx, Pt_, CPtr(A_.at(target_pool_)), tf, B);
-                } else if (kind == 0) {
-                    pool_tokens(ctx, B, 1 + Kt_, D, tl, no_weights, cls, tf);
-                } else {
-                    gather_rows(ctx, B, 1 + L, K_, D, tl + D, Ids(keep_.data() + pr.v * B * K_), tf);
-                }
-                const CPtr t = target_head_.forward(ctx, Pt_, A_, CPtr(tf), R, false, 0);
-                copy(ctx, R * D, t, tbuf + pr.v * R * D);
-                const long slot = kind * 2 + long(pi);
-                gg_weight_[slot] = pr.w;
-                loss(ctx, q[pr.v], CPtr(tbuf + pr.v * R * D), R, D, dq + pr.v * R * D, scale * pr.w,
-                     scalars_.data() + kGuidance + slot);
-            }
-            for (long v = 0; v < V; ++v) {
-                const int call = int(kind * 2 + v);
-                const Ptr dh = A_.at(d_feat_);  // (R, D) scratch
-                predictor_.backward(ctx, P_, A_, CPtr(dq + v * R * D), dh, R, call);
-                const Ptr df = feat + v * R * Fw;  // features no longer needed: reuse as d_features
-                head_.backward(ctx, P_, A_, CPtr(dh), df, R, call);
-                const Ptr dl = d_latent + v * B * N_on * D;
-                if (kind == 0 && decoder_side()) {
-                    decoder_side_unpool(ctx, CPtr(A_.at(mean_visible_) + v * B * D), CPtr(df), B, A_.at(d_mean_));
-                    unpool_tokens_add(ctx, B, N_on, D, CPtr(A_.at(d_mean_)), no_weights, cls, dl);
-                } else if (kind == 0) {
-                    unpool_tokens_add(ctx, B, N_on, D, CPtr(df), mask, cls, dl);
-                } else {
-                    add_rows(ctx, B, K_ * D, CPtr(df), K_ * D, dl + D, N_on * D);
-                }
-            }
-        }
-    }
-
-    void loss(const Backend& ctx, CPtr q, CPtr t, long R, long D, Ptr dq, double scale, dptr<Backend, double> out) {
-        switch (spec_.loss) {
-            case GuidanceLoss::Cosine: guidance_cosine(ctx, R, D, q, t, scale, dq, out); return;
-            case GuidanceLoss::InfoNCE:
-                guidance_infonce(ctx, R, D, spec_.temperature, q, t, scale, dq, infonce_scratch_.data(), out);
-                return;
-            case GuidanceLoss::SmoothL1: guidance_smooth_l1(ctx, R, D, spec_.smooth_l1_beta, q, t, scale, dq, out); return;
-            case GuidanceLoss::None: break;
-        }
-    }
-
-    bool decoder_side() const { return spec_.guided_enabled() && spec_.guided == GuidedTokens::VisibleAndMask; }
-
-    // Table 5e: the mean of MAE's decoder-side sequence (decoder_embed of the K visible tokens and
-    // L - K mask tokens, before the decoder's pos-embed). decoder_embed is linear, so with m the mean
-    // of the visible encoder tokens: pool = (K/L) (W m + b) + ((L-K)/L) mask_token - no need to
-    // build the sequence, and the same formula serves view 2 of the Symmetric schedule.
-    void decoder_side_pool(const Backend& ctx, CPtr m, long B, Ptr out) const {
-        const long L = spec_.encoder.tokens(), Dd = Fi_;
-        const T kv = T(double(K_) / double(L)), km = T(double(L - K_) / double(L));
-        decoder_->embed().forward(ctx, P_, m, out, B);
-        scale_add_broadcast(ctx, B, Dd, kv, out, km, P_.value(decoder_->mask_token()));
-    }
-    // Backward of decoder_side_pool: d_out (B, Dd) -> d_m (B, D) written; decoder_embed and
-    // mask_token gradients accumulate.
-    void decoder_side_unpool(const Backend& ctx, CPtr m, CPtr d_out, long B, Ptr d_m) {
-        const long L = spec_.encoder.tokens(), Dd = Fi_;
-        const T kv = T(double(K_) / double(L)), km = T(double(L - K_) / double(L));
-        const Ptr dy = A_.at(d_embed_);
-        copy(ctx, B * Dd, d_out, dy);
-        scale_inplace(ctx, B * Dd, kv, dy);
-        col_sum_add(ctx, B, Dd, km, d_out, P_.grad(decoder_->mask_token()));
-        decoder_->embed().backward(ctx, P_, m, CPtr(dy), d_m, B);
+        typename GuidanceBranch<T, Backend>::Step s;
+        s.latent = latent;
+        s.tlat = tlat;
+        s.keep = keep();
+        s.mask = simmim_ ? CPtr(A_.at(mask_)) : CPtr(nullptr);
+        s.d_latent = A_.at(d_latent_);
+        s.scalars = scalars_.data() + kGuidance;
+        s.B = B;
+        s.loss_scale = loss_scale;
+        guidance_->run(ctx, P_, Pt_, A_, decoder_.get(), s);
     }
 
     ModelSpec spec_;
     bool simmim_ = false;
     long views_ = 1, K_ = 0;
     long Kt_ = 0;  // tokens the target sees (all unless Table 5c masks it)
-    long Fi_ = 0;  // width of the projector input (the decoder width for Table 5e)
     ParamArena<T, Backend> P_, Pt_;
     mutable ActivationArena<T, Backend> A_;
     std::unique_ptr<VitEncoder<T, Backend>> encoder_, target_encoder_;
     std::unique_ptr<MaeDecoder<T, Backend>> decoder_;
-    nn::Linear<T, Backend> simmim_decoder_, target_embed_;
-    nn::MlpHead<T, Backend> head_, predictor_, target_head_;
-    Slot mean_visible_, d_mean_, d_embed_, target_pool_;
-    Slot images_, d_lat1_, mask_, target_patches_, d_pred_, d_latent_, rows_, pred_, d_rows_, feat_, d_feat_, tfeat_, t_, dq_;
+    nn::Linear<T, Backend> simmim_decoder_;
+    std::unique_ptr<GuidanceBranch<T, Backend>> guidance_;
+    Slot images_, d_lat1_, mask_, target_patches_, d_pred_, d_latent_, rows_, pred_, d_rows_;
     // backend memory: this step's keep lists, the loss scalars, the InfoNCE scratch
     dbuffer<Backend, std::int64_t> keep_, target_keep_;
-    dbuffer<Backend, double> scalars_, infonce_scratch_;
-    double gg_weight_[4] = {0, 0, 0, 0};  // host: each guidance term's weight in L_GG
+    dbuffer<Backend, double> scalars_;
     // host data: masks are drawn on the host (counter-based RNG) and uploaded once per step
     std::vector<std::int64_t> ids_, target_ids_, keep_host_, target_keep_host_;
     std::vector<T> mask_host_;
