@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
         for (const Shape& s : shapes) {
             // Y(n, m) = X(n, k) W(m, k)^T: row-major gemm with M = tokens, N = out, K = in.
             Buf X(ctx, (long long)s.n * s.k, 1), W(ctx, (long long)s.m * s.k, 2, -0.05f, 0.05f), Y(ctx, (long long)s.n * s.m, 3);
-            for (Precision p : {Precision::Fp32, Precision::Tf32}) {
+            for (Precision p : {Precision::Fp32, Precision::Tf32, Precision::Bf16}) {  // bf16: incl. the operand conversions
                 ctx.set_precision(p);
                 const double ms = median_ms(ctx, [&] {
                     lcmae::ops::gemm(ctx, false, true, s.n, s.m, s.k, 1.0f, X.p, s.k, W.p, s.k, 0.0f, Y.p, s.m);

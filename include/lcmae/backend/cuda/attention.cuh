@@ -14,9 +14,12 @@
 // backward: dV = P^T dO; dS = dO V^T (into scratch); dS = P * (dS - rowsum(dS * P)) / sqrt(hd) (one
 //           kernel, in place); dQ = dS K; dK = dS^T Q. Every element of dqkv is written once.
 // The softmax kernels use one warp per row; float rows are computed in float, double in double.
+// Precision::Bf16 (float): qkv, P, dout and dS are each converted to bf16 once per call and the
+// per-head GEMMs take the bf16 copies (attention_forward_bf16 / attention_backward_bf16 below).
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #include "lcmae/backend/cuda/check.cuh"
 #include "lcmae/backend/cuda/context.cuh"
@@ -71,6 +74,69 @@ inline void launch_softmax(const Cuda& ctx, long long rows, long long cols, acc_
     LCMAE_CUDA_CHECK_LAUNCH("softmax_rows_kernel");
 }
 
+template <class T>
+inline void launch_softmax_backward(const Cuda& ctx, long long rows, long long cols, acc_t<T> scale, const T* p, T* ds) {
+    const auto blocks = static_cast<unsigned int>((rows + kSoftmaxWarps - 1) / kSoftmaxWarps);
+    softmax_backward_kernel<T><<<blocks, 32 * kSoftmaxWarps, 0, ctx.stream()>>>(rows, cols, scale, p, ds);
+    LCMAE_CUDA_CHECK_LAUNCH("softmax_backward_kernel");
+}
+
+// Precision::Bf16 (float storage): each operand is converted to bf16 ONCE per call (qkv into the
+// GemmA slot, P then dS into GemmB, dout into GemmC; row strides rounded up to 8 values), and the
+// per-head GEMMs read the bf16 copies (FP32 output and accumulation, gemm.cuh). The softmax and its
+// backward stay in float on the float P / dS.
+
+/// The (b, h) blocks of a bf16 (B*H*N, N) copy: head h at h*N*ldp, sample stride H*N*ldp.
+inline Bf16Operand head_of(const Bf16Operand& all, long h, long H, long N) {
+    return {all.p + (long long)h * N * all.ld, all.ld, (long long)H * N * all.ld};
+}
+/// Columns [off, off + hd) of a bf16 token-major (B*N, cols) copy: sample stride N*ld.
+inline Bf16Operand cols_of(const Bf16Operand& all, long off, long N) {
+    return {all.p + off, all.ld, (long long)N * all.ld};
+}
+
+inline void attention_forward_bf16(const Cuda& ctx, long B, long N, long H, long hd, const float* qkv, float* P,
+                                   float* out) {
+    const long D = H * hd, NN = N * N;
+    const Bf16Operand q16 = to_bf16(ctx, ScratchSlot::GemmA, 1, (long long)B * N, 3 * D, qkv, 3 * D, 0);
+    for (long h = 0; h < H; ++h)  // S = Q K^T (unscaled)
+        gemm_bf16_raw(ctx, false, true, N, N, hd, 1.0f, cols_of(q16, h * hd, N), cols_of(q16, D + h * hd, N), 0.0f,
+                      P + h * NN, N, H * NN, B);
+    launch_softmax<float>(ctx, (long long)B * H * N, N, 1.0f / std::sqrt(float(hd)), P, P);
+    const Bf16Operand p16 = to_bf16(ctx, ScratchSlot::GemmB, 1, (long long)B * H * N, N, P, N, 0);
+    for (long h = 0; h < H; ++h)  // out = P V
+        gemm_bf16_raw(ctx, false, false, N, hd, N, 1.0f, head_of(p16, h, H, N), cols_of(q16, 2 * D + h * hd, N), 0.0f,
+                      out + h * hd, D, N * D, B);
+}
+
+inline void attention_backward_bf16(const Cuda& ctx, long B, long N, long H, long hd, const float* qkv, const float* P,
+                                    const float* dout, float* dqkv, float* scratch) {
+    const long D = H * hd, ld = 3 * D, NN = N * N;
+    const Bf16Operand q16 = to_bf16(ctx, ScratchSlot::GemmA, 1, (long long)B * N, 3 * D, qkv, 3 * D, 0);
+    const Bf16Operand p16 = to_bf16(ctx, ScratchSlot::GemmB, 1, (long long)B * H * N, N, P, N, 0);
+    const Bf16Operand o16 = to_bf16(ctx, ScratchSlot::GemmC, 1, (long long)B * N, D, dout, D, 0);
+    for (long h = 0; h < H; ++h) {
+        const long o = h * hd;
+        // dV = P^T dO
+        gemm_bf16_raw(ctx, true, false, N, hd, N, 1.0f, head_of(p16, h, H, N), cols_of(o16, o, N), 0.0f,
+                      dqkv + o + 2 * D, ld, N * ld, B);
+        // dP = dO V^T (into scratch)
+        gemm_bf16_raw(ctx, false, true, N, N, hd, 1.0f, cols_of(o16, o, N), cols_of(q16, 2 * D + o, N), 0.0f,
+                      scratch + h * NN, N, H * NN, B);
+    }
+    launch_softmax_backward<float>(ctx, (long long)B * H * N, N, 1.0f / std::sqrt(float(hd)), P, scratch);
+    const Bf16Operand s16 = to_bf16(ctx, ScratchSlot::GemmB, 1, (long long)B * H * N, N, scratch, N, 0);  // P's copy is done
+    for (long h = 0; h < H; ++h) {
+        const long o = h * hd;
+        // dQ = dS K
+        gemm_bf16_raw(ctx, false, false, N, hd, N, 1.0f, head_of(s16, h, H, N), cols_of(q16, D + o, N), 0.0f, dqkv + o,
+                      ld, N * ld, B);
+        // dK = dS^T Q
+        gemm_bf16_raw(ctx, true, false, N, hd, N, 1.0f, head_of(s16, h, H, N), cols_of(q16, o, N), 0.0f, dqkv + o + D,
+                      ld, N * ld, B);
+    }
+}
+
 }  // namespace lcmae::backend::cuda_detail
 
 namespace lcmae::ops {
@@ -90,6 +156,9 @@ inline void attention_forward(const backend::Cuda& ctx, long B, long N, long H, 
                 "attention_forward needs B >= 0 and N, H, hd > 0, got " << B << ", " << N << ", " << H << ", " << hd);
     if (B == 0) return;
     const long D = H * hd, ld = 3 * D, NN = N * N;
+    if constexpr (std::is_same_v<T, float>) {
+        if (ctx.precision() == backend::Precision::Bf16) return backend::cuda_detail::attention_forward_bf16(ctx, B, N, H, hd, qkv, P, out);
+    }
     for (long h = 0; h < H; ++h) {  // S = Q K^T (unscaled) for every sample of head h
         const T* q = qkv + h * hd;
         gemm_batched(ctx, false, true, N, N, hd, T(1), q, ld, N * ld, q + D, ld, N * ld, T(0), P + h * NN, N, H * NN, B);
@@ -111,6 +180,10 @@ inline void attention_backward(const backend::Cuda& ctx, long B, long N, long H,
                 "attention_backward needs B >= 0 and N, H, hd > 0, got " << B << ", " << N << ", " << H << ", " << hd);
     if (B == 0) return;
     const long D = H * hd, ld = 3 * D, NN = N * N;
+    if constexpr (std::is_same_v<T, float>) {
+        if (ctx.precision() == backend::Precision::Bf16)
+            return backend::cuda_detail::attention_backward_bf16(ctx, B, N, H, hd, qkv, P, dout, dqkv, scratch);
+    }
     for (long h = 0; h < H; ++h) {
         const long o = h * hd;
         const T* Ph = P + h * NN;
@@ -123,14 +196,7 @@ inline void attention_backward(const backend::Cuda& ctx, long B, long N, long H,
         gemm_batched(ctx, false, true, N, N, hd, T(1), dO, D, N * D, qkv + o + 2 * D, ld, N * ld, T(0), dS, N,
                      H * NN, B);
     }
-    {
-        using namespace backend::cuda_detail;
-        const long long rows = (long long)B * H * N;
-        const auto blocks = static_cast<unsigned int>((rows + kSoftmaxWarps - 1) / kSoftmaxWarps);
-        softmax_backward_kernel<T><<<blocks, 32 * kSoftmaxWarps, 0, ctx.stream()>>>(rows, N, A(1) / std::sqrt(A(hd)),
-                                                                                   P, scratch);
-        LCMAE_CUDA_CHECK_LAUNCH("softmax_backward_kernel");
-    }
+    backend::cuda_detail::launch_softmax_backward<T>(ctx, (long long)B * H * N, N, A(1) / std::sqrt(A(hd)), P, scratch);
     for (long h = 0; h < H; ++h) {
         const long o = h * hd;
         const T* dS = scratch + h * NN;
