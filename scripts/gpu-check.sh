@@ -168,7 +168,10 @@ main() {
   ((DRY_RUN)) && echo && echo "== DRY RUN: the plan (nothing is run)"
 
   # 1. cuBLAS rates: standalone, so they come even if the lcmae build breaks.
-  if [[ -z $NVCC ]]; then
+  if [[ -x $PREBUILT/cublas_rate ]] && ((DRY_RUN == 0)); then
+    bin=$PREBUILT/cublas_rate
+    record cublas-build skipped 0 "prebuilt"
+  elif [[ -z $NVCC ]]; then
     record cublas-build skipped 0 "no nvcc"
   else
     run_stage cublas-build bench 90 20 "$NVCC" -O3 -arch=sm_"$ARCH" -o "$bin" bench/cuda/cublas_rate.cu -lcublas \
@@ -248,6 +251,8 @@ main() {
     if ((DRY_RUN)) || grep -qa _ZN9benchmark "$exe" 2>/dev/null; then
       run_stage "$t" bench 60 0 "$exe" --benchmark_counters_tabular=true \
         --benchmark_out="$OUT/$t.json" --benchmark_out_format=json "${BENCH_ARGS[@]}"
+    elif [[ $t == bench_cuda_step ]]; then
+      run_stage "$t" bench 120 0 "$exe" --json "$OUT/lcmae_step.json" "${BENCH_ARGS[@]}"
     else
       run_stage "$t" bench 60 0 "$exe" "${BENCH_ARGS[@]}"
     fi
@@ -311,6 +316,12 @@ if p:
             val = "-"
         st = "" if r["status"] == "ok" else f" [{r['status']}]"
         print(f"| PyTorch ({r['id']}) {r['name']} | {val}{st} | |")
+s = load("lcmae_step.json")
+if s:
+    eager = {r["name"]: r for r in (p or {}).get("results", []) if r.get("images_per_s")}
+    for r in s.get("rows", []):
+        print(f"| lcmae {r['model']} {r['precision']} (batch {r['batch']}) | {r['images_per_s']:,.0f} images/s, "
+              f"{r['s_per_step']:.4f} s/step, {r['tflops']:.0f} TFLOP/s, {r['peak_gpu_gib']:.1f} GiB peak | |")
 std = {"name", "family_index", "per_family_instance_index", "run_name", "run_type", "repetitions",
        "repetition_index", "threads", "iterations", "real_time", "cpu_time", "time_unit", "aggregate_name",
        "aggregate_unit", "label", "error_occurred", "error_message"}
