@@ -19,6 +19,7 @@
 #include <map>
 #include <string>
 
+#include "lcmae/apps/main_job_models.hpp"
 #include "lcmae/data/idx.hpp"
 #include "lcmae/data/image_folder.hpp"
 #include "lcmae/data/loader.hpp"
@@ -26,16 +27,10 @@
 
 using namespace lcmae;
 
-// The main job's models, as types: ViT-Ti width with a CPU-sized depth (6 blocks, so a few minutes
-// on 2 cores see real progress), patch 4; a 128 x 2 x 4 decoder and heads of width 1024.
-using FashionMnistBackbone = vit::Config<192, 6, 3, 4, 28, 1>;  // 28 px gray: 49 tokens
-using FolderBackbone = vit::Config<192, 6, 3, 4, 32, 3>;        // image folders at 32 px RGB: 64 tokens
-struct MainJobRecipe : recipe::Cpu {
-    static constexpr long decoder_depth = 2;
-    static constexpr long head_hidden = 1024;
-};
-template <class Backbone, class Loss, class Crop>
-using MainJobModel = LCMAE<Backbone, Loss, Crop, backend::Cpu, MainJobRecipe>;
+// The main job's models, as types (shared with tools/lcmae.cpp, which evaluates its checkpoints).
+using apps::FashionMnistBackbone;
+using apps::FolderBackbone;
+using apps::MainJobModel;
 
 namespace {
 // Ctrl-C / SIGTERM ask for a clean stop: the current micro-batch finishes, then the checkpoint and
