@@ -2,6 +2,9 @@
 """Write the PyTorch reference fixtures that lcmae's C++ tests compare against.
 
 Run from anywhere:   python3 tests/reference/make_fixtures.py
+Compare instead:     python3 tests/reference/make_fixtures.py --check
+  (regenerates into a temporary folder, leaves fixtures/ alone, and reports how each file
+  differs from the committed one; see "Reproducibility" in README.md)
 
 Needs torch 2.x, timm 1.0.x, safetensors and numpy. CI does not run this script;
 it only reads the committed files under tests/reference/fixtures/ (see README.md
@@ -878,9 +881,70 @@ KINDS = [
 ]
 
 
+# Tolerances of --check for a regenerated F64 tensor against the committed one, as ||diff|| / ||ref||
+# per tensor: at most half of what the C++ double-precision tests allow (test_reference_pytorch.cpp:
+# losses 1e-14, gradients 2e-14, weights after the AdamW steps 3e-10), so that a regenerated set within them
+# leaves those tests room for the C++ side's own rounding. Weights get more: AdamW turns the
+# rounding noise of (near-)zero gradient elements into steps of up to lr.
+def check_rel_tol(name):
+    return 1e-10 if name.startswith("final.") else 1e-14
+
+
+def compare_dirs(new_dir, ref_dir):
+    """Per file: byte-identical, or F32/I64 tensors equal and F64 tensors within CHECK_REL_TOL.
+    Returns True when every file passes."""
+    ok = True
+    for name in sorted(os.listdir(new_dir)):
+        a, b = os.path.join(new_dir, name), os.path.join(ref_dir, name)
+        if not os.path.exists(b):
+            print(f"{name:36s} not committed")
+            ok = False
+            continue
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            if fa.read() == fb.read():
+                print(f"{name:36s} byte-identical")
+                continue
+        if not name.endswith(".safetensors"):
+            print(f"{name:36s} DIFFERS")
+            ok = False
+            continue
+        worst, worst_name, worst_elem, exact_diff, over = 0.0, "", 0.0, [], []
+        with safe_open(a, framework="pt") as A, safe_open(b, framework="pt") as B:
+            if set(A.keys()) != set(B.keys()) or A.metadata() != B.metadata():
+                print(f"{name:36s} DIFFERENT names or metadata")
+                ok = False
+                continue
+            for k in sorted(A.keys()):
+                x, y = A.get_tensor(k), B.get_tensor(k)
+                if x.dtype != torch.float64:
+                    if not torch.equal(x, y):
+                        exact_diff.append(k)
+                    continue
+                d = float((x - y).norm())
+                rel = d / float(y.norm()) if float(y.norm()) > 0 else d
+                if rel > worst:
+                    worst, worst_name = rel, k
+                if rel > check_rel_tol(k):
+                    over.append(k)
+                worst_elem = max(worst_elem, float((x - y).abs().max()) / max(float(y.abs().max()), 1e-300))
+        good = not exact_diff and not over
+        ok = ok and good
+        print(f"{name:36s} {'within tolerance' if good else 'OUT OF TOLERANCE (' + str(len(over)) + ' F64 tensors)'}: "
+              f"F64 worst ||diff||/||ref|| "
+              f"{worst:.2e} ({worst_name}), worst |diff| / max|ref| {worst_elem:.2e}; "
+              f"F32/I64 tensors that differ: {len(exact_diff)}{' (' + ', '.join(exact_diff[:3]) + ', ...)' if exact_diff else ''}")
+    return ok
+
+
 def main():
+    global OUT_DIR
+    check_mode = "--check" in sys.argv[1:]
     torch.set_num_threads(1)                  # determinism and modest CPU use
     torch.use_deterministic_algorithms(True)
+    if check_mode:
+        import tempfile
+        tmp = tempfile.TemporaryDirectory(prefix="lcmae_fixtures_")
+        OUT_DIR = tmp.name
     os.makedirs(OUT_DIR, exist_ok=True)
 
     pos = sincos_pos_embed(DIM, GRID)          # encoder table, (1 + L, D)
@@ -898,7 +962,13 @@ def main():
         f"{k}=[{', '.join(f'{v:.10f}' for v in vals)}]" for k, vals in losses.items()))
     make_vit_tiny_forward(pos)
     write_vit_base_names()
-    print("wrote", OUT_DIR)
+    if not check_mode:
+        print("wrote", OUT_DIR)
+        return
+    print(f"--check: regenerated with torch {torch.__version__}, timm {timm.__version__}, "
+          f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}; against the committed files:")
+    if not compare_dirs(OUT_DIR, os.path.join(HERE, "fixtures")):
+        sys.exit("make_fixtures.py --check: some files differ beyond what the C++ tests tolerate")
 
 
 if __name__ == "__main__":
