@@ -1,10 +1,12 @@
 // The C++ models against PyTorch (tests/reference/make_fixtures.py, fixtures committed): the same
 // initial weights, images and ids_shuffle / mask; losses at 3 steps, every step-0 gradient, and the
-// online and target weights after 3 AdamW + EMA steps. In float32 with the agreed tolerances
-// (loss 1e-5 relative, gradients 1e-4 and weights 1e-5 as ||diff|| / ||ref|| per tensor), and in
-// double, where only the summation order differs from PyTorch's float64 run.
+// online and target weights after 3 AdamW + EMA steps. `lcmae_cosine_accum2` makes each of 2 steps
+// from 2 accumulated micro-batches of 4 (loss scale 1/2, per-micro-batch BatchNorm statistics).
+// In float32 and in double (where only the summation order differs from PyTorch's float64 run),
+// at the measured tolerances above the TEST_CASEs.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <type_traits>
@@ -69,8 +71,11 @@ double tensor_rel_error(const ParamArena<T>& P, const ParamEntry& e, const std::
     return test::rel_error(got, want);
 }
 
+// `micro` micro-batches per step: micro-batch m is samples [m B/micro, (m+1) B/micro) of the
+// inputs, run at loss scale 1/micro into the same gradients; loss.* holds steps x micro values.
 template <class T>
-void run_fixture(const std::string& name, const ModelSpec& spec, double loss_tol, double grad_tol, double weight_tol) {
+void run_fixture(const std::string& name, const ModelSpec& spec, double loss_tol, double grad_tol, double weight_tol,
+                 int micro = 1) {
     CAPTURE(name);
     const io::SafetensorsFile f(fixture(name));
     LcmaeModel<T> model(spec, 0);
@@ -89,21 +94,36 @@ void run_fixture(const std::string& name, const ModelSpec& spec, double loss_tol
     std::vector<T> mask;
     if (spec.baseline == Baseline::Mae) ids = f.read<std::int64_t>("input.ids_shuffle", true);
     else mask = f.read<T>("input.mask");
-    const double d_k[3] = {0.9, 0.925, 0.975};
+    const int steps = int(loss_total.size()) / micro;
+    REQUIRE(steps * micro == long(loss_total.size()));
+    std::vector<double> d_k(std::size_t(steps), 0.0);
+    if (model.has_target()) d_k = f.read<double>("ref.ema_decay");  // 0.9, 0.925, 0.975 (3 steps)
+    REQUIRE(long(d_k.size()) == steps);
+    const long B = 8 / micro, L = 16, img = 3 * 16 * 16;
+    double worst_loss = 0, worst_grad = 0, worst_weight = 0;  // measured, reported below
 
     backend::Cpu ctx(2);
     optim::AdamW<T> adamw(P, optim::AdamWConfig{0.9, 0.95, 1e-8, 0.05, 0.0});
     std::unique_ptr<optim::EmaUpdater<T>> ema;
     if (model.has_target()) ema = std::make_unique<optim::EmaUpdater<T>>(model.target_params(), P);
-    for (int k = 0; k < 3; ++k) {
+    for (int k = 0; k < steps; ++k) {
         CAPTURE(k);
         P.zero_grad();
-        const StepLosses l = spec.baseline == Baseline::Mae
-                                 ? model.forward_backward_mae(ctx, view1.data(), view2.data(), 8, ids.data())
-                                 : model.forward_backward_simmim(ctx, view1.data(), view2.data(), 8, mask.data());
-        CHECK(l.mim == doctest::Approx(loss_mim[k]).epsilon(loss_tol));
-        CHECK(l.gg == doctest::Approx(loss_gg[k]).epsilon(loss_tol));
-        CHECK(l.total == doctest::Approx(loss_total[k]).epsilon(loss_tol));
+        for (int m = 0; m < micro; ++m) {
+            CAPTURE(m);
+            const double scale = 1.0 / micro;
+            const StepLosses l =
+                spec.baseline == Baseline::Mae
+                    ? model.forward_backward_mae(ctx, view1.data() + m * B * img, view2.data() + m * B * img, B,
+                                                 ids.data() + m * B * L, scale)
+                    : model.forward_backward_simmim(ctx, view1.data() + m * B * img, view2.data() + m * B * img, B,
+                                                    mask.data() + m * B * L, scale);
+            const std::size_t at = std::size_t(k * micro + m);
+            CHECK(l.mim == doctest::Approx(loss_mim[at]).epsilon(loss_tol));
+            CHECK(l.gg == doctest::Approx(loss_gg[at]).epsilon(loss_tol));
+            CHECK(l.total == doctest::Approx(loss_total[at]).epsilon(loss_tol));
+            worst_loss = std::max(worst_loss, std::abs(l.total - loss_total[at]) / std::abs(loss_total[at]));
+        }
         if (k == 0) {
             for (const auto& e : P.entries()) {
                 if (e.kind != EntryKind::Parameter) continue;
@@ -113,6 +133,7 @@ void run_fixture(const std::string& name, const ModelSpec& spec, double loss_tol
                 const double err = test::rel_error(got, ref);
                 INFO("gradient of " << e.name << " relative error " << err);
                 CHECK(err <= grad_tol);
+                worst_grad = std::max(worst_grad, err);
                 if (is_qkv_bias(e.name)) {  // the reference's key-bias gradient is rounding noise
                     const std::size_t D = ref.size() / 3;
                     double key = 0, all = 0;
@@ -138,6 +159,7 @@ void run_fixture(const std::string& name, const ModelSpec& spec, double loss_tol
         const double err = tensor_rel_error(P, e, f.read<double>("final." + e.name), g.get(), &init);
         INFO("final " << e.name << " relative error " << err);
         CHECK(err <= weight_tol);
+        worst_weight = std::max(worst_weight, err);
     }
     if (model.has_target())
         for (const auto& e : model.target_params().entries()) {
@@ -145,7 +167,11 @@ void run_fixture(const std::string& name, const ModelSpec& spec, double loss_tol
             const double err = tensor_rel_error(model.target_params(), e, f.read<double>("final.target." + e.name), g.get());
             INFO("final target " << e.name << " relative error " << err);
             CHECK(err <= weight_tol);
+            worst_weight = std::max(worst_weight, err);
         }
+    const std::string type = std::is_same_v<T, float> ? "float" : "double";
+    MESSAGE(name << " " << type << ": worst relative error: loss " << worst_loss
+                 << ", gradient " << worst_grad << ", weights " << worst_weight);
 }
 
 struct Case {
@@ -165,10 +191,31 @@ const Case kCases[] = {
 
 }  // namespace
 
-TEST_CASE("PyTorch reference: float32 within the agreed tolerances") {
-    for (const auto& c : kCases) run_fixture<float>(c.file, fixture_spec(c.loss, c.views, c.baseline), 1e-5, 1e-4, 1e-5);
+// Tolerances (loss relative; gradients and weights ||diff|| / ||ref|| per tensor), a small margin
+// above the worst measured (each run prints its worst values). Measured with GCC 12 on AMD EPYC,
+// builds with -march=native (AVX-512), x86-64-v3 and x86-64-v2, against the committed files and
+// against sets regenerated with torch's AVX2 and non-vectorised kernels (tests/reference/README.md):
+//   float:  loss 8.9e-8, gradients 2.5e-6, weights 7.7e-6 (3 steps) and 2.4e-5 (accum2)
+//           -> tested at 2e-7, 1e-5, 2e-5 (3 steps) and 5e-5 (accum2)
+//   double: loss 1.4e-15, gradients 6.2e-15, weights 1.25e-10 -> tested at 1e-14, 2e-14, 3e-10
+// Weights after AdamW are the loose ones: m / (sqrt(v) + eps) turns the rounding noise of small
+// gradients into steps of up to lr, and in float the accumulation fixture's 4-sample BatchNorm
+// batches make that noise larger (its worst: blocks.0.mlp.fc1.bias, 2.0e-5 in the x86-64-v2 build).
+constexpr double kFloatTol[3] = {2e-7, 1e-5, 2e-5}, kDoubleTol[3] = {1e-14, 2e-14, 3e-10};
+constexpr double kFloatAccumWeightTol = 5e-5;
+
+TEST_CASE("PyTorch reference: float32 within the measured tolerances") {
+    for (const auto& c : kCases)
+        run_fixture<float>(c.file, fixture_spec(c.loss, c.views, c.baseline), kFloatTol[0], kFloatTol[1], kFloatTol[2]);
 }
 
 TEST_CASE("PyTorch reference: double agrees to near machine precision") {
-    for (const auto& c : kCases) run_fixture<double>(c.file, fixture_spec(c.loss, c.views, c.baseline), 1e-10, 1e-9, 1e-9);
+    for (const auto& c : kCases)
+        run_fixture<double>(c.file, fixture_spec(c.loss, c.views, c.baseline), kDoubleTol[0], kDoubleTol[1], kDoubleTol[2]);
+}
+
+TEST_CASE("PyTorch reference: LC-MAE with 2 accumulated micro-batches per step, float32 and double") {
+    const auto spec = fixture_spec(GuidanceLoss::Cosine, ViewSchedule::Symmetric, Baseline::Mae);
+    run_fixture<float>("lcmae_cosine_accum2", spec, kFloatTol[0], kFloatTol[1], kFloatAccumWeightTol, 2);
+    run_fixture<double>("lcmae_cosine_accum2", spec, kDoubleTol[0], kDoubleTol[1], kDoubleTol[2], 2);
 }

@@ -41,9 +41,13 @@ void check_forward(double tol) {
 }
 }  // namespace
 
-TEST_CASE("encoder forward equals timm VisionTransformer.forward_features (float and double)") {
-    check_forward<float>(1e-5);
-    check_forward<double>(1e-12);
+// ||ours - timm|| / ||timm|| over the (4, 17, 32) features. Measured (GCC 12, AMD EPYC): float
+// 1.94e-7 with -march=native (AVX-512), 1.86e-7 with x86-64-v3, 2.06e-7 with x86-64-v2 and plain
+// x86-64; double 3.46e-16 to 3.49e-16 on the same four. Tested a small margin above the worst:
+// README.md "What is verified" quotes these numbers.
+TEST_CASE("encoder forward equals timm VisionTransformer.forward_features (float 3e-7, double 5e-16)") {
+    check_forward<float>(3e-7);
+    check_forward<double>(5e-16);
 }
 
 TEST_CASE("the encoder export has exactly timm's tensor names and shapes") {

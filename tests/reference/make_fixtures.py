@@ -2,6 +2,9 @@
 """Write the PyTorch reference fixtures that lcmae's C++ tests compare against.
 
 Run from anywhere:   python3 tests/reference/make_fixtures.py
+Compare instead:     python3 tests/reference/make_fixtures.py --check
+  (regenerates into a temporary folder, leaves fixtures/ alone, and reports how each file
+  differs from the committed one; see "Reproducibility" in README.md)
 
 Needs torch 2.x, timm 1.0.x, safetensors and numpy. CI does not run this script;
 it only reads the committed files under tests/reference/fixtures/ (see README.md
@@ -376,7 +379,7 @@ def forward_step(model, target, inp, kind, pos, dec_pos):
         ids_shuffle = inp["ids_shuffle"]
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         keep1 = ids_shuffle[:, :LEN_KEEP]                          # view 1 keep set
-        mask1 = torch.ones(BATCH, L, dtype=torch.float64)
+        mask1 = torch.ones(v1.shape[0], L, dtype=torch.float64)
         mask1[:, :LEN_KEEP] = 0.0
         mask1 = torch.gather(mask1, 1, ids_restore)               # 1 = removed, original order
 
@@ -720,6 +723,108 @@ def make_fixture(kind, inputs, pos, dec_pos):
 
 
 # --------------------------------------------------------------------------
+# Gradient accumulation: LC-MAE (cosine, Symmetric) with each optimiser step made of
+# ACCUM_MICRO micro-batches of BATCH / ACCUM_MICRO samples, each loss scaled by 1 / ACCUM_MICRO.
+# --------------------------------------------------------------------------
+ACCUM_MICRO = 2       # micro-batches per optimiser step
+ACCUM_STEPS = 2       # optimiser steps
+ACCUM_NAME = "lcmae_cosine_accum2"
+
+
+def make_accum_fixture(inputs, pos, dec_pos):
+    """Micro-batch m of every step is samples [m * Bm, (m + 1) * Bm) of the common inputs
+    (Bm = 4): its own BatchNorm batch statistics, its own InfoNCE / cosine batch mean, and one
+    more update of every online BN running buffer per head call (view 1 then view 2, micro-batch
+    0 then 1). The gradient of a step is sum_m (1 / ACCUM_MICRO) d loss_m (one backward per
+    micro-batch, accumulated in .grad); then one AdamW step and one EMA update with
+    d_k = ema_decay(k, ACCUM_STEPS): 0.9, 0.95."""
+    kind = dict(name=ACCUM_NAME, base="mae", loss="cosine", schedule="symmetric")
+    bm = BATCH // ACCUM_MICRO
+    model = Online("mae", True)
+    init_weights(model)
+    init = {k: v.clone() for k, v in tensors_of(model).items()}
+    model = model.double().train()
+    target = Target().double().eval()
+    own = tensors_of(model)
+    with torch.no_grad():
+        for name, t in tensors_of(target).items():
+            t.copy_(own[name])
+    for p in target.parameters():
+        p.requires_grad_(False)
+    micro = [{"view1": inputs["view1"][m * bm:(m + 1) * bm].double(),
+              "view2": inputs["view2"][m * bm:(m + 1) * bm].double(),
+              "ids_shuffle": inputs["ids_shuffle"][m * bm:(m + 1) * bm]} for m in range(ACCUM_MICRO)]
+
+    # Self-check first, on a scratch copy: the accumulated gradient is the mean of the
+    # micro-batches' own gradients, and it is NOT the gradient of one batch of BATCH (the heads'
+    # BatchNorm normalises each micro-batch with its own statistics), so the fixture tells
+    # "accumulates k micro-batches" from "runs one big batch".
+    probe_model = Online("mae", True).double().train()
+    probe_model.load_state_dict(model.state_dict())
+    singles = []
+    for inp in micro:
+        probe_model.zero_grad(set_to_none=True)
+        forward_step(probe_model, target, inp, kind, pos, dec_pos)[2].backward()
+        singles.append({n: p.grad.detach().clone() for n, p in probe_model.named_parameters()})
+    probe_model.zero_grad(set_to_none=True)
+    full = {"view1": inputs["view1"].double(), "view2": inputs["view2"].double(),
+            "ids_shuffle": inputs["ids_shuffle"]}
+    forward_step(probe_model, target, full, kind, pos, dec_pos)[2].backward()
+    big = {n: p.grad.detach().clone() for n, p in probe_model.named_parameters()}
+
+    opt = make_adamw(model)
+    losses = {"mim": [], "gg": [], "total": []}
+    grads = {}
+    for k in range(ACCUM_STEPS):
+        opt.zero_grad(set_to_none=True)
+        for inp in micro:
+            l_mim, l_gg, l_total, _ = forward_step(model, target, inp, kind, pos, dec_pos)
+            (l_total / ACCUM_MICRO).backward()                    # loss_scale = 1 / k, accumulated
+            losses["mim"].append(l_mim.item())
+            losses["gg"].append(l_gg.item())
+            losses["total"].append(l_total.item())
+        if k == 0:
+            grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+        opt.step()
+        ema_update(target, model, ema_decay(k, ACCUM_STEPS))
+
+    for n, g in grads.items():
+        mean = sum(s[n] for s in singles) / ACCUM_MICRO
+        check(float((g - mean).abs().max()) <= 1e-14 * max(1.0, float(mean.abs().max())),
+              f"{ACCUM_NAME}: accumulated gradient of {n} is the mean of the micro-batch gradients")
+        check(float(g.norm()) > 0.0, f"{ACCUM_NAME}: zero gradient for {n}")
+    head_diff = max(float((grads[n] - big[n]).norm() / big[n].norm()) for n in grads if n.startswith("head."))
+    check(head_diff > 1e-3, f"{ACCUM_NAME}: accumulated gradient differs from one batch of {BATCH} ({head_diff})")
+    final = {k: v.detach().clone() for k, v in tensors_of(model).items()}
+    for n in init:
+        check(not torch.equal(final[n], init[n].double()), f"{ACCUM_NAME}: {n} did not change")
+
+    out = {f"init.{n}": v for n, v in init.items()}
+    out["input.view1"] = inputs["view1"]
+    out["input.view2"] = inputs["view2"]
+    out["input.ids_shuffle"] = inputs["ids_shuffle"]
+    for key, vals in losses.items():
+        out[f"loss.{key}"] = torch.tensor(vals, dtype=torch.float64).reshape(ACCUM_STEPS, ACCUM_MICRO)
+    for n, g in grads.items():
+        out[f"grad.{n}"] = g
+    for n, v in final.items():
+        out[f"final.{n}"] = v
+    for n, v in tensors_of(target).items():
+        check(not torch.equal(v, init[n].double()), f"{ACCUM_NAME}: target {n} did not change")
+        out[f"final.target.{n}"] = v.detach().clone()
+    out["ref.ema_decay"] = torch.tensor([ema_decay(k, ACCUM_STEPS) for k in range(ACCUM_STEPS)], dtype=torch.float64)
+    for v in out.values():
+        check(torch.isfinite(v.double()).all(), f"{ACCUM_NAME}: non-finite values")
+    md = kind_metadata(kind)
+    md.update({"steps": str(ACCUM_STEPS), "accumulation": str(ACCUM_MICRO), "micro_batch": str(bm),
+               "loss_scale": repr(1.0 / ACCUM_MICRO),
+               "micro_batch_samples": "micro-batch m = samples [4m, 4m+4) of input.*",
+               "ema_decays": ",".join(repr(ema_decay(k, ACCUM_STEPS)) for k in range(ACCUM_STEPS))})
+    save(os.path.join(OUT_DIR, f"{ACCUM_NAME}.safetensors"), out, md)
+    return losses
+
+
+# --------------------------------------------------------------------------
 # timm cross-checks: our names and encoder equal timm's VisionTransformer.
 # --------------------------------------------------------------------------
 def make_vit_tiny_forward(pos):
@@ -776,9 +881,70 @@ KINDS = [
 ]
 
 
+# Tolerances of --check for a regenerated F64 tensor against the committed one, as ||diff|| / ||ref||
+# per tensor: at most half of what the C++ double-precision tests allow (test_reference_pytorch.cpp:
+# losses 1e-14, gradients 2e-14, weights after the AdamW steps 3e-10), so that a regenerated set within them
+# leaves those tests room for the C++ side's own rounding. Weights get more: AdamW turns the
+# rounding noise of (near-)zero gradient elements into steps of up to lr.
+def check_rel_tol(name):
+    return 1e-10 if name.startswith("final.") else 1e-14
+
+
+def compare_dirs(new_dir, ref_dir):
+    """Per file: byte-identical, or F32/I64 tensors equal and F64 tensors within CHECK_REL_TOL.
+    Returns True when every file passes."""
+    ok = True
+    for name in sorted(os.listdir(new_dir)):
+        a, b = os.path.join(new_dir, name), os.path.join(ref_dir, name)
+        if not os.path.exists(b):
+            print(f"{name:36s} not committed")
+            ok = False
+            continue
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            if fa.read() == fb.read():
+                print(f"{name:36s} byte-identical")
+                continue
+        if not name.endswith(".safetensors"):
+            print(f"{name:36s} DIFFERS")
+            ok = False
+            continue
+        worst, worst_name, worst_elem, exact_diff, over = 0.0, "", 0.0, [], []
+        with safe_open(a, framework="pt") as A, safe_open(b, framework="pt") as B:
+            if set(A.keys()) != set(B.keys()) or A.metadata() != B.metadata():
+                print(f"{name:36s} DIFFERENT names or metadata")
+                ok = False
+                continue
+            for k in sorted(A.keys()):
+                x, y = A.get_tensor(k), B.get_tensor(k)
+                if x.dtype != torch.float64:
+                    if not torch.equal(x, y):
+                        exact_diff.append(k)
+                    continue
+                d = float((x - y).norm())
+                rel = d / float(y.norm()) if float(y.norm()) > 0 else d
+                if rel > worst:
+                    worst, worst_name = rel, k
+                if rel > check_rel_tol(k):
+                    over.append(k)
+                worst_elem = max(worst_elem, float((x - y).abs().max()) / max(float(y.abs().max()), 1e-300))
+        good = not exact_diff and not over
+        ok = ok and good
+        print(f"{name:36s} {'within tolerance' if good else 'OUT OF TOLERANCE (' + str(len(over)) + ' F64 tensors)'}: "
+              f"F64 worst ||diff||/||ref|| "
+              f"{worst:.2e} ({worst_name}), worst |diff| / max|ref| {worst_elem:.2e}; "
+              f"F32/I64 tensors that differ: {len(exact_diff)}{' (' + ', '.join(exact_diff[:3]) + ', ...)' if exact_diff else ''}")
+    return ok
+
+
 def main():
+    global OUT_DIR
+    check_mode = "--check" in sys.argv[1:]
     torch.set_num_threads(1)                  # determinism and modest CPU use
     torch.use_deterministic_algorithms(True)
+    if check_mode:
+        import tempfile
+        tmp = tempfile.TemporaryDirectory(prefix="lcmae_fixtures_")
+        OUT_DIR = tmp.name
     os.makedirs(OUT_DIR, exist_ok=True)
 
     pos = sincos_pos_embed(DIM, GRID)          # encoder table, (1 + L, D)
@@ -791,9 +957,18 @@ def main():
         losses = make_fixture(kind, inputs, pos, dec_pos)
         print(f"{kind['name']:20s}", " ".join(
             f"{k}=[{', '.join(f'{v:.10f}' for v in vals)}]" for k, vals in losses.items()))
+    losses = make_accum_fixture(inputs, pos, dec_pos)
+    print(f"{ACCUM_NAME:20s}", " ".join(
+        f"{k}=[{', '.join(f'{v:.10f}' for v in vals)}]" for k, vals in losses.items()))
     make_vit_tiny_forward(pos)
     write_vit_base_names()
-    print("wrote", OUT_DIR)
+    if not check_mode:
+        print("wrote", OUT_DIR)
+        return
+    print(f"--check: regenerated with torch {torch.__version__}, timm {timm.__version__}, "
+          f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}; against the committed files:")
+    if not compare_dirs(OUT_DIR, os.path.join(HERE, "fixtures")):
+        sys.exit("make_fixtures.py --check: some files differ beyond what the C++ tests tolerate")
 
 
 if __name__ == "__main__":
