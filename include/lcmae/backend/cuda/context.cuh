@@ -43,6 +43,22 @@ namespace lcmae::backend {
 
 enum class Precision { Fp32, Tf32, Bf16 };
 
+/// How attention_forward / attention_backward run (attention.cuh). Batched: one pointer-array
+/// batched GEMM over all B*H heads per product, straight on qkv / out / dqkv (the default).
+/// PerHead: the previous path (a host loop over heads, each a strided-batched GEMM over B), kept
+/// for one release as a workaround; build with -DLCMAE_CUDA_ATTENTION_PER_HEAD to make it the
+/// default, or call Cuda::set_attention_path.
+enum class AttentionPath { Batched, PerHead };
+
+inline const char* attention_path_name(AttentionPath p) noexcept {
+    return p == AttentionPath::Batched ? "batched" : "per-head";
+}
+#ifdef LCMAE_CUDA_ATTENTION_PER_HEAD
+inline constexpr AttentionPath kDefaultAttentionPath = AttentionPath::PerHead;
+#else
+inline constexpr AttentionPath kDefaultAttentionPath = AttentionPath::Batched;
+#endif
+
 inline const char* precision_name(Precision p) noexcept {
     switch (p) {
         case Precision::Fp32: return "fp32";
@@ -113,8 +129,11 @@ enum class ScratchSlot : int {
     GemmA = 1,    // BF16 GEMMs: the bf16 copy of A (attention: of qkv)
     GemmB = 2,    // BF16 GEMMs: the bf16 copy of B (attention: of P, then of dS)
     GemmC = 3,    // attention backward under BF16: the bf16 copy of dout
+    AttnPtrs = 4, // batched attention: the per-(b, h) pointer arrays of its GEMMs
+    AttnS = 5,    // batched attention under Tf32/Bf16: S, then dP / dS, (B*H, N, Np) float, Np = N up to 8
+    AttnP = 6,    // batched attention under Tf32/Bf16: the padded copy of P (float under Tf32 backward, bf16)
 };
-inline constexpr int kScratchSlots = 4;
+inline constexpr int kScratchSlots = 7;
 
 }  // namespace cuda_detail
 
@@ -158,6 +177,9 @@ struct Cuda : ops::BackendTag {
     /// The GEMM precision for float storage (shared by every copy of this context).
     Precision precision() const noexcept { return impl_->precision; }
     void set_precision(Precision p) noexcept { impl_->precision = p; }
+    /// The attention implementation (shared by every copy of this context; see AttentionPath).
+    AttentionPath attention_path() const noexcept { return impl_->attention_path; }
+    void set_attention_path(AttentionPath p) noexcept { impl_->attention_path = p; }
 
     /// Blocks the host until everything enqueued on this context's stream has finished.
     void synchronize() const { LCMAE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
@@ -249,6 +271,7 @@ private:
     struct Impl {
         int device = 0;
         Precision precision = Precision::Fp32;
+        AttentionPath attention_path = kDefaultAttentionPath;
         cudaStream_t stream = nullptr;
         cublasHandle_t cublas = nullptr;
         cublasLtHandle_t cublaslt = nullptr;
