@@ -691,7 +691,11 @@ TEST_CASE_TEMPLATE("cuda attention forward and backward", T, float, double) {
     SKIP_WITHOUT_CUDA();
     Cuda ctx;
     struct Shape { long B, N, H, hd; };
+    for (const lcmae::backend::AttentionPath path : {lcmae::backend::AttentionPath::Batched,
+                                                     lcmae::backend::AttentionPath::PerHead})
     for (const Shape s : {Shape{3, 17, 2, 8}, Shape{2, 50, 3, 16}, Shape{1, 1, 1, 1}}) {
+        ctx.set_attention_path(path);
+        CAPTURE(lcmae::backend::attention_path_name(path));
         CAPTURE(s.B); CAPTURE(s.N); CAPTURE(s.H); CAPTURE(s.hd);
         const long D = s.H * s.hd, nq = s.B * s.N * 3 * D, np = s.B * s.H * s.N * s.N, no = s.B * s.N * D;
         auto qkv = random<T>(nq, -2, 2);
@@ -711,6 +715,85 @@ TEST_CASE_TEMPLATE("cuda attention forward and backward", T, float, double) {
         std::vector<T> rdqkv(nq), rscratch(np);
         cpu::attention_backward(s.B, s.N, s.H, s.hd, qkv.data(), rP.data(), dout.data(), rdqkv.data(), rscratch.data());
         expect_close("attention_backward dqkv", to_host(ctx, dqkv), rdqkv, tol<T>(1e-5, 1e-11));
+    }
+}
+
+// Both attention paths (batched: one pointer-array GEMM over all B*H heads per product; per-head:
+// the previous host loop) at ViT-like shapes in every precision mode, against the CPU op in the
+// same storage type: N 197 (ViT-B/16 at 224 px; not a multiple of 8: the Tf32/Bf16 batched path
+// pads the N x N operands), N 50 (the visible tokens at mask ratio 0.75), N 1, N 16 (a multiple of
+// 8: no padding), H 1, and hd 6 (not a multiple of 4: Tf32/Bf16 fall back to the per-head path).
+// Outputs are NaN-poisoned before every call; a second call on the same inputs must give the same
+// bits (determinism). Tolerances: double 1e-12 / 1e-11; float strict FP32 2e-6 / 1e-5 (as above;
+// expected ~3e-7 / ~2e-6); TF32 5e-3 / 2e-2 (10-bit mantissa operands: ~1e-3 / ~5e-3 expected);
+// Bf16 operands 2e-2 / 5e-2 (as above). A layout error is O(1).
+namespace {
+template <class T>
+void attention_case(Cuda& ctx, long B, long N, long H, long hd, double tf, double tb) {
+    const long D = H * hd, nq = B * N * 3 * D, np = B * H * N * N, no = B * N * D;
+    auto qkv = random<T>(nq, -2, 2);
+    auto dqkv_in = to_device(ctx, qkv);
+    std::vector<T> rP(np), rout(no);
+    cpu::attention_forward(B, N, H, hd, qkv.data(), rP.data(), rout.data());
+    const std::string tag = std::string(" [") + lcmae::backend::precision_name(ctx.precision()) + ", " +
+                            lcmae::backend::attention_path_name(ctx.attention_path()) + "]";
+    std::vector<T> P1, out1;
+    for (int rep = 0; rep < 2; ++rep) {
+        auto P = poisoned<T>(ctx, np), out = poisoned<T>(ctx, no);
+        lcmae::ops::attention_forward(ctx, B, N, H, hd, dqkv_in.p, P.p, out.p);
+        auto hP = to_host(ctx, P), hout = to_host(ctx, out);
+        if (rep == 0) {
+            expect_close("attention_forward P" + tag, hP, rP, tf);
+            expect_close("attention_forward out" + tag, hout, rout, tf);
+            P1 = hP;
+            out1 = hout;
+        } else {
+            CHECK_MESSAGE(std::memcmp(hP.data(), P1.data(), hP.size() * sizeof(T)) == 0, "attention_forward P not deterministic" << tag);
+            CHECK_MESSAGE(std::memcmp(hout.data(), out1.data(), hout.size() * sizeof(T)) == 0,
+                          "attention_forward out not deterministic" << tag);
+        }
+    }
+    // backward from the CPU's P, so only the backward differs
+    auto dout = random<T>(no);
+    auto dP = to_device(ctx, rP), ddout = to_device(ctx, dout);
+    std::vector<T> rdqkv(nq), rscratch(np);
+    cpu::attention_backward(B, N, H, hd, qkv.data(), rP.data(), dout.data(), rdqkv.data(), rscratch.data());
+    std::vector<T> g1;
+    for (int rep = 0; rep < 2; ++rep) {
+        auto dqkv = poisoned<T>(ctx, nq), scratch = poisoned<T>(ctx, np);
+        lcmae::ops::attention_backward(ctx, B, N, H, hd, dqkv_in.p, dP.p, ddout.p, dqkv.p, scratch.p);
+        auto g = to_host(ctx, dqkv);
+        if (rep == 0) {
+            expect_close("attention_backward dqkv" + tag, g, rdqkv, tb);
+            g1 = g;
+        } else {
+            CHECK_MESSAGE(std::memcmp(g.data(), g1.data(), g.size() * sizeof(T)) == 0,
+                          "attention_backward dqkv not deterministic" << tag);
+        }
+    }
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("cuda attention at ViT shapes: both paths, every precision, deterministic", T, float, double) {
+    SKIP_WITHOUT_CUDA();
+    Cuda ctx;
+    struct Shape { long B, N, H, hd; };
+    const Shape shapes[] = {{4, 197, 12, 64}, {4, 50, 12, 64}, {4, 1, 12, 64}, {3, 197, 1, 64}, {2, 16, 3, 32}, {2, 33, 3, 6}};
+    const Precision precs[] = {Precision::Fp32, Precision::Tf32, Precision::Bf16};
+    for (const Precision prec : precs) {
+        if (std::is_same_v<T, double> && prec != Precision::Fp32) continue;  // double ignores the precision
+        for (const auto path : {lcmae::backend::AttentionPath::Batched, lcmae::backend::AttentionPath::PerHead})
+            for (const Shape s : shapes) {
+                ctx.set_precision(prec);
+                ctx.set_attention_path(path);
+                CAPTURE(lcmae::backend::precision_name(prec));
+                CAPTURE(lcmae::backend::attention_path_name(path));
+                CAPTURE(s.B); CAPTURE(s.N); CAPTURE(s.H); CAPTURE(s.hd);
+                double tf = tol<T>(2e-6), tb = tol<T>(1e-5, 1e-11);
+                if (prec == Precision::Tf32) tf = 5e-3, tb = 2e-2;
+                if (prec == Precision::Bf16) tf = 2e-2, tb = 5e-2;
+                attention_case<T>(ctx, s.B, s.N, s.H, s.hd, tf, tb);
+            }
     }
 }
 
