@@ -5,10 +5,13 @@
 //     fc1 3072 x 25216 x 768, fc2 768 x 25216 x 3072, qkv 2304 x 25216 x 768; FP32 strict and TF32.
 //   LayerNorm forward, 25,216 x 768: GB/s counting x read + y written once.
 //   Attention forward, B 128, N 197, H 12, hd 64: ms, and GB/s counting qkv read + P and out written
-//   once (the floor for this unfused version, which also re-reads P).
+//   once (the floor for an unfused version, which also re-reads P), in the default path. Then
+//   attention forward and backward for fp32 / tf32 / bf16 x per-head / batched paths, with the
+//   relative difference of out and dqkv between the two paths.
 // Each figure is the median of 25 runs timed with CUDA events after 3 warm-up runs, on inputs
 // filled with pseudo-random values (never zeros). Usage: bench_cuda_ops [device]
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -115,8 +118,63 @@ int main(int argc, char** argv) {
             const double ms = median_ms(ctx, [&] { lcmae::ops::attention_forward(ctx, B, N, H, hd, qkv.p, P.p, out.p); });
             const double bytes = 4.0 * (B * N * 3 * D + B * H * N * N + B * N * D);
             const double tflops = 4.0 * B * H * N * N * hd / (ms * 1e-3) / 1e12;
-            std::printf("%-28s %9.3f %10.1f   (%.1f TFLOP/s in its two products)\n", "attention_forward B128 N197", ms,
-                        bytes / (ms * 1e-3) / 1e9, tflops);
+            std::printf("%-28s %9.3f %10.1f   (%.1f TFLOP/s in its two products; %s path)\n", "attention_forward B128 N197", ms,
+                        bytes / (ms * 1e-3) / 1e9, tflops, lcmae::backend::attention_path_name(ctx.attention_path()));
+        }
+
+        // Attention forward and backward, both paths, every precision. FLOPs: 2 B H N^2 hd per
+        // product (forward 2 products, backward 4). GB/s counts the unavoidable traffic once: forward
+        // qkv read, P and out written; backward qkv, P, dout read and dqkv written. "vs per-head" is
+        // the relative Frobenius difference of out / dqkv between the two paths (same inputs).
+        std::printf("\nattention B128 N197 H12 hd64: %-8s %-9s %9s %8s %8s %9s %8s %8s %11s %11s\n", "prec", "path",
+                    "fwd ms", "TFLOP/s", "GB/s", "bwd ms", "TFLOP/s", "GB/s", "out diff", "dqkv diff");
+        {
+            const long B = 128, N = 197, H = 12, hd = 64, D = H * hd;
+            const long long nq = B * N * 3 * D, np = B * H * N * N, no = B * N * D;
+            Buf qkv(ctx, nq, 20, -2, 2), P(ctx, np, 21), out(ctx, no, 22), dout(ctx, no, 23), dqkv(ctx, nq, 24),
+                scratch(ctx, np, 25);
+            const double f2 = 4.0 * B * H * N * N * hd;
+            const double fwd_bytes = 4.0 * (nq + np + no), bwd_bytes = 4.0 * (nq + np + no + nq);
+            auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+                double num = 0, den = 0;
+                for (std::size_t i = 0; i < a.size(); ++i) {
+                    const double d = double(a[i]) - double(b[i]);
+                    num += d * d;
+                    den += double(b[i]) * double(b[i]);
+                }
+                return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+            };
+            for (Precision prec : {Precision::Fp32, Precision::Tf32, Precision::Bf16}) {
+                ctx.set_precision(prec);
+                std::vector<float> ref_out, ref_dqkv;
+                for (auto path : {lcmae::backend::AttentionPath::PerHead, lcmae::backend::AttentionPath::Batched}) {
+                    ctx.set_attention_path(path);
+                    const double fms = median_ms(ctx, [&] { lcmae::ops::attention_forward(ctx, B, N, H, hd, qkv.p, P.p, out.p); });
+                    const double bms = median_ms(ctx, [&] {
+                        lcmae::ops::attention_backward(ctx, B, N, H, hd, qkv.p, P.p, dout.p, dqkv.p, scratch.p);
+                    });
+                    std::vector<float> ho(std::size_t(no), 0.0f), hg(std::size_t(nq), 0.0f);
+                    lcmae::ops::download(ctx, no, out.p, ho.data());
+                    lcmae::ops::download(ctx, nq, dqkv.p, hg.data());
+                    const bool first = ref_out.empty();
+                    if (first) {
+                        ref_out = ho;
+                        ref_dqkv = hg;
+                    }
+                    char od[32] = "-", gd[32] = "-";
+                    if (!first) {
+                        std::snprintf(od, sizeof od, "%.2e", rel(ho, ref_out));
+                        std::snprintf(gd, sizeof gd, "%.2e", rel(hg, ref_dqkv));
+                    }
+                    std::printf("%-30s %-8s %-9s %9.3f %8.1f %8.0f %9.3f %8.1f %8.0f %11s %11s\n", "", 
+                                lcmae::backend::precision_name(prec), lcmae::backend::attention_path_name(path), fms,
+                                f2 / (fms * 1e-3) / 1e12, fwd_bytes / (fms * 1e-3) / 1e9, bms,
+                                2 * f2 / (bms * 1e-3) / 1e12, bwd_bytes / (bms * 1e-3) / 1e9, od, gd);
+                }
+            }
+            ctx.set_precision(Precision::Fp32);
+            ctx.set_attention_path(lcmae::backend::kDefaultAttentionPath);
+            std::printf("(context scratch after the attention runs: %.2f GiB)\n", double(ctx.scratch_bytes()) / (1 << 30));
         }
         ctx.synchronize();
         return 0;
