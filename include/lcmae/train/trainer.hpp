@@ -132,7 +132,12 @@ public:
         st.iteration = it_;
         st.integers["micro"] = micro_;
         st.integers["seed"] = static_cast<std::int64_t>(cfg_.seed);
-        io::save_train_state<T, Backend>(ctx, dir / "train_state.safetensors", st, {adamw_.state()});
+        // Inside an accumulation cycle the gradient summed so far is part of the state: without it
+        // the resumed run would step with the later micro-batches' gradient only.
+        std::uint64_t partial = static_cast<std::uint64_t>(micro_ % cfg_.accumulation);
+        std::vector<optim::OptimizerStateRef<T, Backend>> refs{adamw_.state()};
+        if (partial != 0) refs.push_back(partial_gradient(&partial));
+        io::save_train_state<T, Backend>(ctx, dir / "train_state.safetensors", st, refs);
     }
     void save(const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {})
         requires std::same_as<Backend, backend::Cpu>
@@ -146,14 +151,27 @@ public:
                         model_.has_target() ? io::Strictness::IgnoreUnexpected : io::Strictness::Strict);
         if (model_.has_target()) io::load_params(ctx, f, model_.target_params(), "target.", io::Strictness::IgnoreUnexpected);
         io::TrainState st;
-        io::load_train_state<T, Backend>(ctx, dir / "train_state.safetensors", st, {adamw_.state()});
+        const auto state_path = dir / "train_state.safetensors";
+        // A state saved inside an accumulation cycle carries the partial gradient (see save()).
+        const bool mid_cycle = io::SafetensorsFile(state_path).find(std::string(kPartial) + ".step") != nullptr;
+        std::uint64_t partial = 0;
+        std::vector<optim::OptimizerStateRef<T, Backend>> refs{adamw_.state()};
+        if (mid_cycle) refs.push_back(partial_gradient(&partial));
+        optim::zero_grad(ctx, model_.params());  // entries the partial gradient does not cover stay zero
+        io::load_train_state<T, Backend>(ctx, state_path, st, refs);
         LCMAE_CHECK(st.integers.count("seed") && std::uint64_t(st.integers.at("seed")) == cfg_.seed,
-                    "'" << (dir / "train_state.safetensors").string() << "' was written with another seed; resume needs the same seed");
+                    "'" << state_path.string() << "' was written with another seed; resume needs the same seed");
+        LCMAE_CHECK(st.integers.count("micro"), "'" << state_path.string() << "' has no micro-batch counter (int.micro)");
+        const std::int64_t micro = st.integers.at("micro");
+        LCMAE_CHECK(std::uint64_t(micro % cfg_.accumulation) == partial,
+                    "'" << state_path.string() << "' was saved " << partial << " micro-batch(es) into an accumulation cycle "
+                        << "but its counter says " << micro << " with accumulation " << cfg_.accumulation
+                        << "; resume needs the same --accum as the run that saved it");
         step_ = st.step;
         epoch_ = st.epoch;
         it_ = st.iteration;
-        micro_ = st.integers.at("micro");
-        optim::zero_grad(ctx, model_.params());
+        micro_ = micro;
+        if (!mid_cycle) optim::zero_grad(ctx, model_.params());
     }
     void load(const std::filesystem::path& dir)
         requires std::same_as<Backend, backend::Cpu>
@@ -163,7 +181,17 @@ public:
 
     const optim::AdamW<T, Backend>& optimizer() const noexcept { return adamw_; }
 
+    /// Micro-batches done since the last optimiser step (0 at a step boundary).
+    std::int64_t micro_step() const noexcept { return micro_ % cfg_.accumulation; }
+
 private:
+    static constexpr const char* kPartial = "partial_grad";
+    /// The gradient summed so far in the current accumulation cycle, as a train-state entry
+    /// ("partial_grad.sum.<name>" for every optimised tensor; its "step" is the micro-batch count).
+    optim::OptimizerStateRef<T, Backend> partial_gradient(std::uint64_t* count) {
+        return {kPartial, &model_.params(), {{"sum", &model_.params().grads()}}, count, adamw_.active_entries()};
+    }
+
     Model& model_;
     TrainConfig cfg_;
     std::int64_t iters_per_epoch_;
