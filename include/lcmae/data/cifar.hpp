@@ -6,6 +6,7 @@
 // CIFAR-100.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -40,9 +41,17 @@ inline std::shared_ptr<InMemoryDataset> load_cifar(const std::vector<std::string
                                         << record << "-byte records (truncated, or "
                                         << (variant == CifarVariant::Cifar10 ? "a CIFAR-100" : "a CIFAR-10")
                                         << " file?)");
+        errno = 0;
         std::ifstream in(path, std::ios::binary);
-        LCMAE_CHECK(in, "CIFAR batch file " << path << " cannot be opened");
+        const int open_errno = errno;
+        LCMAE_CHECK(in, "CIFAR batch file " << path << " cannot be opened: " << detail::open_failure(open_errno));
         const std::size_t n = bytes / record;
+        // The pixel total is bounded by the file sizes, but check the products anyway.
+        std::size_t more = 0, total = 0;
+        LCMAE_CHECK(detail::checked_mul(n, kPixels, more) && !__builtin_add_overflow(pixels.size(), more, &total),
+                    "CIFAR batch file " << path << ": " << n << " records overflow a 64-bit byte count");
+        pixels.reserve(total);
+        labels.reserve(labels.size() + n);
         for (std::size_t r = 0; r < n; ++r) {
             in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(record));
             LCMAE_CHECK(in, "CIFAR batch file " << path << ": read failed at record " << r);

@@ -7,8 +7,10 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +20,25 @@
 #include "lcmae/core/error.hpp"
 
 namespace lcmae::data {
+
+namespace detail {
+/// Why opening `path` failed, from errno as the failed open left it: "permission denied",
+/// "no such file", ... (the words a person looks for), never a bare "corrupt".
+inline std::string open_failure(int err) {
+    switch (err) {
+        case EACCES:
+        case EPERM: return "permission denied";
+        case ENOENT: return "no such file";
+        case EISDIR: return "is a directory";
+        default: return err != 0 ? std::string(std::strerror(err)) : std::string("cannot be opened");
+    }
+}
+
+/// a * b, or false when it overflows size_t (sizes computed from numbers read out of a file).
+inline bool checked_mul(std::size_t a, std::size_t b, std::size_t& out) noexcept {
+    return !__builtin_mul_overflow(a, b, &out);
+}
+}  // namespace detail
 
 /// A random-access image source. image() and label() must be safe to call from several threads
 /// at once (the loader's workers do).
@@ -63,7 +84,11 @@ public:
                     name_ << ": images must have 1 or 3 channels, got " << channels_);
         LCMAE_CHECK(height_ > 0 && width_ > 0,
                     name_ << ": image size must be positive, got " << height_ << "x" << width_);
-        LCMAE_CHECK(pixels_.size() == count_ * image_bytes(),
+        std::size_t total = 0;
+        LCMAE_CHECK(detail::checked_mul(count_, image_bytes(), total),
+                    name_ << ": " << count_ << " images of " << height_ << "x" << width_ << "x" << channels_
+                          << " overflow a 64-bit byte count");
+        LCMAE_CHECK(pixels_.size() == total,
                     name_ << ": " << pixels_.size() << " pixel bytes do not hold " << count_ << " images of "
                           << height_ << "x" << width_ << "x" << channels_);
         LCMAE_CHECK(labels_.empty() || labels_.size() == count_,

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -53,11 +54,21 @@ inline void gz_read_exact(gzFile f, void* out, std::size_t bytes, const std::str
 }
 }  // namespace detail
 
+namespace detail {
+inline std::string dims_str(const std::vector<std::uint32_t>& dims) {
+    std::string s;
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? " x " : "") + std::to_string(dims[i]);
+    return s;
+}
+}  // namespace detail
+
 /// Reads an IDX file of unsigned bytes with `expected_dims` dimensions (3 for images, 1 for labels).
 inline IdxArray read_idx(const std::string& path, int expected_dims) {
     LCMAE_CHECK(std::filesystem::exists(path), "IDX file " << path << " does not exist");
+    errno = 0;
     std::unique_ptr<gzFile_s, detail::GzCloser> f(gzopen(path.c_str(), "rb"));
-    LCMAE_CHECK(f != nullptr, "IDX file " << path << " cannot be opened");
+    const int open_errno = errno;
+    LCMAE_CHECK(f != nullptr, "IDX file " << path << " cannot be opened: " << detail::open_failure(open_errno));
     gzbuffer(f.get(), 1 << 17);
 
     unsigned char magic[4];
@@ -71,6 +82,9 @@ inline IdxArray read_idx(const std::string& path, int expected_dims) {
                                                        << " dimensions, expected " << expected_dims
                                                        << (expected_dims == 3 ? " (images)" : " (labels)"));
     IdxArray out;
+    // Every size here comes from the file: check each product for overflow (a 16-byte header with
+    // count 65536 x 2^24 x 2^24 wraps to 0 bytes without this) and bound each axis.
+    constexpr std::size_t kMaxBytes = std::size_t{1} << 36;
     std::size_t total = 1;
     for (int d = 0; d < expected_dims; ++d) {
         unsigned char b[4];
@@ -78,11 +92,26 @@ inline IdxArray read_idx(const std::string& path, int expected_dims) {
         const std::uint32_t n = (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) |
                                 (std::uint32_t{b[2]} << 8) | std::uint32_t{b[3]};
         LCMAE_CHECK(n > 0 || d == 0, "IDX file " << path << ": dimension " << d << " is 0");
+        // Rows and columns become ints (cv::Mat): at most 2^31 - 1 each.
+        LCMAE_CHECK(d == 0 || n <= std::uint32_t{0x7FFFFFFF},
+                    "IDX file " << path << ": dimension " << d << " is " << n << ", expected at most 2147483647");
         out.dims.push_back(n);
-        total *= n;
+        LCMAE_CHECK(!__builtin_mul_overflow(total, std::size_t{n}, &total),
+                    "IDX file " << path << ": dimensions " << detail::dims_str(out.dims)
+                                << " overflow a 64-bit byte count; not a real dataset");
     }
-    LCMAE_CHECK(total < (std::size_t{1} << 36), "IDX file " << path << " claims " << total
-                                                            << " bytes of data; that is not a real dataset");
+    LCMAE_CHECK(total < kMaxBytes, "IDX file " << path << " claims " << total << " bytes of data (dimensions "
+                                               << detail::dims_str(out.dims) << "), expected below " << kMaxBytes
+                                               << "; that is not a real dataset");
+    // A plain (not gzipped) file must hold the data the header claims; check before allocating.
+    if (gzdirect(f.get())) {
+        std::error_code ec;
+        const auto file_bytes = std::filesystem::file_size(path, ec);
+        const std::size_t header_bytes = 4 + 4 * static_cast<std::size_t>(expected_dims);
+        LCMAE_CHECK(ec || file_bytes >= header_bytes + total,
+                    "IDX file " << path << " is truncated: the header (dimensions " << detail::dims_str(out.dims) << ") claims "
+                                << total << " bytes of data but the file has only " << file_bytes - header_bytes);
+    }
     out.data.resize(total);
     detail::gz_read_exact(f.get(), out.data.data(), total, path, "data");
     return out;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -88,6 +89,38 @@ inline std::optional<std::pair<int, int>> jpeg_size(const std::vector<std::uint8
     return std::nullopt;
 }
 
+/// True when `bytes` hold a complete JPEG: after the first start-of-scan (FF DA) segment there is
+/// an end-of-image marker (FF D9). Entropy-coded data never contains FF D9 (a data byte FF is
+/// stuffed as FF 00), so a file cut inside the scan has none; an EXIF thumbnail's FF D9 sits
+/// before the main scan and does not count. Bytes that are not a JPEG return true.
+inline bool jpeg_complete(const std::vector<std::uint8_t>& bytes) {
+    const std::size_t n = bytes.size();
+    if (n < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8) return true;
+    std::size_t p = 2;
+    while (p + 4 <= n) {
+        if (bytes[p] != 0xFF) return false;  // marker structure broken
+        const std::uint8_t m = bytes[p + 1];
+        if (m == 0xFF) {
+            ++p;
+            continue;
+        }
+        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
+            p += 2;
+            continue;
+        }
+        if (m == 0xD9) return true;
+        const std::size_t len = (std::size_t{bytes[p + 2]} << 8) | bytes[p + 3];
+        if (len < 2) return false;
+        p += 2 + len;
+        if (m == 0xDA) {  // start of scan: an end marker must follow somewhere in the rest
+            for (std::size_t q = p; q + 1 < n; ++q)
+                if (bytes[q] == 0xFF && bytes[q + 1] == 0xD9) return true;
+            return false;
+        }
+    }
+    return false;  // ended inside the headers
+}
+
 class ImageFolder : public Dataset {
 public:
     explicit ImageFolder(const std::string& root, ImageFolderOptions options = {}) : root_(root), opt_(options) {
@@ -145,18 +178,18 @@ public:
     cv::Mat image(std::size_t i, int min_side) const override {
         LCMAE_CHECK(i < files_.size(), "image folder " << root_ << ": index " << i << " out of range (size "
                                                        << files_.size() << ")");
-        cv::Mat img = decode(files_[i], min_side);
+        std::string why;
+        cv::Mat img = decode(files_[i], min_side, &why);
         if (!img.empty()) return img;
-        LCMAE_CHECK(opt_.skip_corrupt, "cannot decode image file " << files_[i]
-                                                                   << " (corrupt or not an image; set "
+        LCMAE_CHECK(opt_.skip_corrupt, "cannot decode image file " << files_[i] << " (" << why << "; set "
                                                                    << "ImageFolderOptions::skip_corrupt to skip it)");
-        note_corrupt(files_[i]);
+        note_corrupt(files_[i], why);
         // Deterministic stand-in: the next decodable file in index order.
         for (std::size_t k = 1; k < files_.size(); ++k) {
             const std::string& alt = files_[(i + k) % files_.size()];
-            img = decode(alt, min_side);
+            img = decode(alt, min_side, &why);
             if (!img.empty()) return img;
-            note_corrupt(alt);
+            note_corrupt(alt, why);
         }
         LCMAE_FAIL("image folder " << root_ << ": no file can be decoded");
     }
@@ -171,18 +204,31 @@ private:
         return out;
     }
 
-    /// Decoded as RGB (or gray) 8-bit; empty when OpenCV cannot decode the file.
-    cv::Mat decode(const std::string& path, int min_side = 0) const {
+    /// Decoded as RGB (or gray) 8-bit; empty when the file cannot be read or decoded, with the
+    /// reason in *why ("permission denied", "truncated JPEG: no end marker FF D9", ...).
+    cv::Mat decode(const std::string& path, int min_side = 0, std::string* why = nullptr) const {
+        const auto fail = [&](std::string reason) {
+            if (why) *why = std::move(reason);
+            return cv::Mat();
+        };
         std::vector<std::uint8_t> bytes;
         {
+            errno = 0;
             std::ifstream in(path, std::ios::binary | std::ios::ate);
-            if (!in) return {};
-            const auto size = static_cast<std::size_t>(in.tellg());
-            if (size == 0) return {};
+            const int open_errno = errno;
+            if (!in) return fail("cannot be opened: " + detail::open_failure(open_errno));
+            const auto end = in.tellg();
+            if (end < 0) return fail("cannot be read");
+            const auto size = static_cast<std::size_t>(end);
+            if (size == 0) return fail("empty file");
             bytes.resize(size);
             in.seekg(0);
-            if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size))) return {};
+            if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
+                return fail("read failed");
         }
+        // libjpeg decodes a JPEG cut short with only a warning, filling the rest with gray: treat
+        // the missing end marker as corrupt input like any other.
+        if (!jpeg_complete(bytes)) return fail("truncated JPEG: no end marker FF D9 after the image data");
         const bool gray = opt_.channels == 1;
         int flags = gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
         if (min_side > 0) {
@@ -197,19 +243,20 @@ private:
         try {
             img = cv::imdecode(bytes, flags);
         } catch (const cv::Exception&) {
-            return {};
+            return fail("corrupt or not an image (the decoder threw)");
         }
-        if (img.empty()) return img;
+        if (img.empty()) return fail("corrupt or not an image");
         if (img.depth() != CV_8U) img.convertTo(img, CV_8U);  // 16-bit png/tiff: scale is rare, keep it simple
         if (opt_.channels == 3) cv::cvtColor(img, img, cv::COLOR_BGR2RGB);
         return img;
     }
 
-    void note_corrupt(const std::string& path) const {
+    void note_corrupt(const std::string& path, const std::string& why) const {
         std::lock_guard<std::mutex> lock(mutex_);
         if (reported_.insert(path).second) {
             ++skipped_;
-            std::fprintf(stderr, "lcmae warning: skipping image file %s: cannot be decoded\n", path.c_str());
+            std::fprintf(stderr, "lcmae warning: skipping image file %s: cannot be decoded (%s)\n", path.c_str(),
+                         why.c_str());
         }
     }
 
@@ -217,13 +264,14 @@ private:
         std::vector<std::string> files;
         std::vector<int> labels;
         for (std::size_t i = 0; i < files_.size(); ++i) {
-            if (!decode(files_[i]).empty()) {
+            std::string why;
+            if (!decode(files_[i], 0, &why).empty()) {
                 files.push_back(files_[i]);
                 if (!labels_.empty()) labels.push_back(labels_[i]);
                 continue;
             }
-            LCMAE_CHECK(opt_.skip_corrupt, "cannot decode image file " << files_[i] << " (corrupt or not an image)");
-            note_corrupt(files_[i]);
+            LCMAE_CHECK(opt_.skip_corrupt, "cannot decode image file " << files_[i] << " (" << why << ")");
+            note_corrupt(files_[i], why);
         }
         if (skipped_ > 0)
             std::fprintf(stderr, "lcmae warning: image folder %s: dropped %zu corrupt files, %zu remain\n",

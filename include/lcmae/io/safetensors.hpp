@@ -310,26 +310,41 @@ private:
         LCMAE_CHECK(sh->items().size() <= Shape::kMaxRank,
                     where() << " has rank " << sh->items().size() << ", more than the supported " << Shape::kMaxRank);
         std::vector<std::int64_t> dims;
-        std::uint64_t numel = 1;
+        const auto shape_text = [&] {
+            std::string out = "[";
+            for (std::size_t i = 0; i < sh->items().size(); ++i) {
+                const auto& d = sh->items()[i];
+                out += (i ? ", " : "") + (d.is_integer() ? std::to_string(d.as_integer()) : std::string(d.type_name()));
+            }
+            return out + "]";
+        };
+        // numel and numel * dtype size must both fit in int64 (Shape::numel is int64); check each
+        // product for overflow before anything is sized from it.
+        std::int64_t numel = 1;
         for (const auto& d : sh->items()) {
-            LCMAE_CHECK(d.is_integer() && d.as_integer() >= 0, where() << ": shape dims must be non-negative integers");
-            const auto u = static_cast<std::uint64_t>(d.as_integer());
-            LCMAE_CHECK(u == 0 || numel <= (std::uint64_t(1) << 62) / u, where() << ": shape is too large");
-            numel *= u;
+            LCMAE_CHECK(d.is_integer() && d.as_integer() >= 0,
+                        where() << " has shape " << shape_text() << ": dims must be non-negative integers");
+            LCMAE_CHECK(!__builtin_mul_overflow(numel, d.as_integer(), &numel),
+                        where() << " has shape " << shape_text() << " whose element count overflows int64");
             dims.push_back(d.as_integer());
         }
+        std::int64_t want_bytes = 0;
+        LCMAE_CHECK(!__builtin_mul_overflow(numel, static_cast<std::int64_t>(dtype_size(t.dtype)), &want_bytes),
+                    where() << " has shape " << shape_text() << " of " << t.dtype << ": " << numel
+                            << " elements times " << dtype_size(t.dtype) << " bytes overflows int64");
         t.shape = Shape::from_range(dims.begin(), dims.end());
         LCMAE_CHECK(off->is_array() && off->items().size() == 2 && off->items()[0].is_integer() &&
                         off->items()[1].is_integer(),
                     where() << ": 'data_offsets' must be an array of two integers");
         const std::int64_t b = off->items()[0].as_integer(), e = off->items()[1].as_integer();
-        LCMAE_CHECK(b >= 0 && b <= e, where() << " has invalid data_offsets [" << b << ", " << e << ")");
+        LCMAE_CHECK(b >= 0 && b <= e, where() << " has invalid data_offsets [" << b << ", " << e
+                                              << "): expected 0 <= begin <= end");
         LCMAE_CHECK(static_cast<std::uint64_t>(e) <= data_size,
                     where() << " has data_offsets [" << b << ", " << e << ") out of range: the data section holds "
                             << data_size << " bytes (file truncated?)");
         t.begin = static_cast<std::size_t>(b);
         t.end = static_cast<std::size_t>(e);
-        const std::uint64_t want = numel * dtype_size(t.dtype);
+        const auto want = static_cast<std::uint64_t>(want_bytes);
         LCMAE_CHECK(want == t.nbytes(), where() << ": shape " << t.shape.str() << " of " << t.dtype << " needs " << want
                                                 << " bytes but data_offsets span " << t.nbytes());
         return t;
