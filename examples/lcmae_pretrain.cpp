@@ -11,13 +11,24 @@
 //                                             pos_embed included: load_state_dict(strict=True) works)
 // Defaults are sized for a few minutes on 2 cores: 1 epoch schedule, 0.02 warm-up epochs, blr 1.5e-3.
 #include <atomic>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <system_error>
 #include <iostream>
 #include <map>
+#include <sstream>
+#include <stdexcept>
 #include <string>
+
+#include <unistd.h>
 
 #include "lcmae/apps/main_job_models.hpp"
 #include "lcmae/data/idx.hpp"
@@ -47,13 +58,54 @@ struct Args {
     bool skip_corrupt = false;
 };
 
+const char* const kUsage =
+    "usage: lcmae_pretrain [--data DIR|fashion-mnist] [--minutes M] [--epochs E] [--batch B] [--threads T]\n"
+    "       [--loss cosine|infonce|smoothl1|none] [--crop src|rrc] [--mask-ratio R] [--alpha A] [--blr LR]\n"
+    "       [--warmup EPOCHS] [--out DIR]\n"
+    "       [--resume DIR] [--save-every N] [--seed S] [--export-encoder FILE] [--skip-corrupt]\n"
+    "  --minutes M      wall-clock budget, > 0 (default 3)\n"
+    "  --epochs E       schedule length, integer 1..1000000 (default 1)\n"
+    "  --batch B        images per micro-batch, integer 1..65536 (default 64)\n"
+    "  --threads T      integer 0..1024, 0 = all cores (default 0)\n"
+    "  --mask-ratio R   in [0, 1) (default 0.75);  --alpha A  >= 0 (default 0.25)\n"
+    "  --blr LR         base learning rate, > 0 (default 1.5e-3);  --warmup EPOCHS  >= 0 (default 0.02)\n"
+    "  --save-every N   save every N optimiser steps, integer >= 0, 0 = only at the end (default 200)\n"
+    "  --seed S         unsigned integer 0..18446744073709551615 (default 0)\n"
+    "exit status: 0 done, 1 run-time error, 2 bad command line\n";
+
+// Errors on the command line: the reason and the usage to stderr, exit status 2.
 [[noreturn]] void usage(const std::string& why) {
-    std::cerr << "lcmae_pretrain: " << why << "\n"
-              << "usage: lcmae_pretrain [--data DIR|fashion-mnist] [--minutes M] [--epochs E] [--batch B] [--threads T]\n"
-              << "       [--loss cosine|infonce|smoothl1|none] [--crop src|rrc] [--mask-ratio R] [--alpha A] [--blr LR]\n"
-              << "       [--warmup EPOCHS] [--out DIR]\n"
-              << "       [--resume DIR] [--save-every N] [--seed S] [--export-encoder FILE] [--skip-corrupt]\n";
+    std::cerr << "lcmae_pretrain: " << why << "\n" << kUsage;
     std::exit(2);
+}
+
+// An integer option: the whole string must be a decimal integer (no sign for unsigned types, no
+// fraction, no exponent) within [lo, hi].
+template <class T>
+T int_option(const std::string& flag, const std::string& v, T lo, T hi) {
+    T x{};
+    const char* const b = v.data();
+    const char* const e = b + v.size();
+    const auto [ptr, ec] = std::from_chars(b, e, x);
+    const std::string expected = "an integer in " + std::to_string(lo) + ".." + std::to_string(hi);
+    if (v.empty() || ec == std::errc::invalid_argument || (ec == std::errc{} && ptr != e))
+        usage(flag + " expects " + expected + ", got '" + v + "'");
+    if (ec == std::errc::result_out_of_range || x < lo || x > hi)
+        usage(flag + " is out of range: expected " + expected + ", got '" + v + "'");
+    return x;
+}
+
+// A real option: the whole string must be a finite number accepted by `ok` (described by `expected`).
+template <class Ok>
+double real_option(const std::string& flag, const std::string& v, Ok ok, const std::string& expected) {
+    double x = 0;
+    const char* const b = v.data();
+    const char* const e = b + v.size();
+    const auto [ptr, ec] = std::from_chars(b, e, x);
+    if (v.empty() || ec != std::errc{} || ptr != e || !std::isfinite(x))
+        usage(flag + " expects a finite number " + expected + ", got '" + v + "'");
+    if (!ok(x)) usage(flag + " is out of range: expected a number " + expected + ", got '" + v + "'");
+    return x;
 }
 
 Args parse(int argc, char** argv) {
@@ -64,12 +116,6 @@ Args parse(int argc, char** argv) {
             if (i + 1 >= argc) usage("option " + k + " needs a value");
             return argv[++i];
         };
-        auto num = [&](const std::string& v) {
-            char* end = nullptr;
-            const double d = std::strtod(v.c_str(), &end);
-            if (end == v.c_str() || *end != '\0') usage("option " + k + " expects a number, got '" + v + "'");
-            return d;
-        };
         if (k == "--data") a.data = val();
         else if (k == "--out") a.out = val();
         else if (k == "--resume") a.resume = val();
@@ -77,25 +123,59 @@ Args parse(int argc, char** argv) {
         else if (k == "--skip-corrupt") a.skip_corrupt = true;
         else if (k == "--loss") a.loss = val();
         else if (k == "--crop") a.crop = val();
-        else if (k == "--minutes") a.minutes = num(val());
-        else if (k == "--epochs") a.epochs = long(num(val()));
-        else if (k == "--batch") a.batch = long(num(val()));
-        else if (k == "--threads") a.threads = int(num(val()));
-        else if (k == "--mask-ratio") a.mask_ratio = num(val());
-        else if (k == "--alpha") a.alpha = num(val());
-        else if (k == "--blr") a.blr = num(val());
-        else if (k == "--warmup") a.warmup = num(val());
-        else if (k == "--save-every") a.save_every = long(num(val()));
-        else if (k == "--seed") a.seed = std::uint64_t(num(val()));
-        else if (k == "--help" || k == "-h") usage("help");
-        else usage("unknown option '" + k + "'");
+        else if (k == "--minutes") a.minutes = real_option(k, val(), [](double x) { return x > 0; }, "> 0");
+        else if (k == "--epochs") a.epochs = int_option<long>(k, val(), 1, 1'000'000);
+        else if (k == "--batch") a.batch = int_option<long>(k, val(), 1, 65536);
+        else if (k == "--threads") a.threads = int_option<int>(k, val(), 0, 1024);
+        else if (k == "--mask-ratio") a.mask_ratio = real_option(k, val(), [](double x) { return x >= 0 && x < 1; }, "in [0, 1)");
+        else if (k == "--alpha") a.alpha = real_option(k, val(), [](double x) { return x >= 0; }, ">= 0");
+        else if (k == "--blr") a.blr = real_option(k, val(), [](double x) { return x > 0; }, "> 0");
+        else if (k == "--warmup") a.warmup = real_option(k, val(), [](double x) { return x >= 0; }, ">= 0");
+        else if (k == "--save-every") a.save_every = int_option<long>(k, val(), 0, std::numeric_limits<long>::max());
+        else if (k == "--seed") a.seed = int_option<std::uint64_t>(k, val(), 0, std::numeric_limits<std::uint64_t>::max());
+        else if (k == "--help" || k == "-h") {
+            std::cout << "lcmae_pretrain: pre-train LC-MAE (or plain MAE) on Fashion-MNIST or a folder of images\n" << kUsage;
+            std::exit(0);
+        } else usage("unknown option '" + k + "'");
     }
-    if (a.threads < 0) usage("--threads must be >= 1 (or 0 for all cores), got " + std::to_string(a.threads));
-    if (!(a.minutes > 0)) usage("--minutes must be positive, got " + std::to_string(a.minutes));
+    if (a.data.empty()) usage("--data must not be empty");
+    if (a.out.empty()) usage("--out must not be empty");
     if (a.loss != "cosine" && a.loss != "infonce" && a.loss != "smoothl1" && a.loss != "none")
         usage("--loss must be cosine, infonce, smoothl1 or none, got '" + a.loss + "'");
     if (a.crop != "src" && a.crop != "rrc") usage("--crop must be src (simple resized) or rrc (random resized), got '" + a.crop + "'");
     return a;
+}
+
+// Checks, before any data is read or any step is taken, that --out can hold the checkpoint: the
+// directory is created if needed and a probe file is written, flushed and removed. Throws an
+// lcmae::Error naming the path and the reason.
+void check_output_dir(const std::string& out) {
+    namespace fs = std::filesystem;
+    const auto fail = [](const std::ostream& m) { throw std::runtime_error(static_cast<const std::ostringstream&>(m).str()); };
+    std::error_code ec;
+    const fs::path dir(out);
+    fs::create_directories(dir, ec);
+    if (ec) fail(std::ostringstream{} << "cannot use --out '" << out << "': cannot create the directory: " << ec.message());
+    if (!fs::is_directory(dir, ec))
+        fail(std::ostringstream{} << "cannot use --out '" << out << "': it exists and is not a directory");
+    const fs::path probe = dir / (".lcmae_write_probe." + std::to_string(::getpid()));
+    {
+        std::FILE* f = std::fopen(probe.c_str(), "wb");
+        if (!f) {
+            const int err = errno;
+            fail(std::ostringstream{} << "cannot use --out '" << out << "': cannot write a file there: " << std::strerror(err));
+        }
+        const bool ok = std::fputs("probe\n", f) >= 0 && std::fflush(f) == 0;
+        const int err = errno;
+        const bool closed = std::fclose(f) == 0;
+        if (!ok || !closed) {
+            fs::remove(probe, ec);
+            fail(std::ostringstream{} << "cannot use --out '" << out << "': writing a file there failed: " << std::strerror(err));
+        }
+    }
+    if (!fs::remove(probe, ec) || ec)
+        fail(std::ostringstream{} << "cannot use --out '" << out << "': cannot remove the probe file " << probe.string() << ": "
+                                                       << (ec ? ec.message() : std::string("not found")));
 }
 
 template <class Model>
@@ -124,6 +204,7 @@ int dispatch(const Args& a, const backend::Cpu& ctx) {
 
 int main(int argc, char** argv) try {
     const Args a = parse(argc, argv);
+    check_output_dir(a.out);  // an unusable --out fails now, not after training
     const backend::Cpu ctx = a.threads > 0 ? backend::Cpu(a.threads) : backend::Cpu();
     return dispatch(a, ctx);
 } catch (const lcmae::Error& e) {
@@ -173,6 +254,15 @@ int run(const Args& a, const backend::Cpu& ctx) {
     typename Model::trainer_type trainer(model, tc, ipe);
     if (!a.resume.empty()) {
         trainer.load(a.resume);
+        // A training state from another data set or schedule (or a corrupt one) would make the
+        // skip-ahead below run for ages or index past the epoch: check the counters first.
+        const std::string state = (std::filesystem::path(a.resume) / "train_state.safetensors").string();
+        if (trainer.iteration() < 0 || trainer.iteration() >= ipe)
+            LCMAE_FAIL("lcmae_pretrain: " << state << ": iteration " << trainer.iteration() << " is outside 0.." << ipe - 1
+                                          << " (the batches per epoch of this data set at --batch " << a.batch << ")");
+        if (trainer.epoch() < 0 || trainer.epoch() > a.epochs)
+            LCMAE_FAIL("lcmae_pretrain: " << state << ": epoch " << trainer.epoch() << " is outside 0.." << a.epochs
+                                          << " (--epochs " << a.epochs << ")");
         std::printf("resumed from %s at step %lld (epoch %lld, iteration %lld)\n", a.resume.c_str(),
                     (long long)trainer.step(), (long long)trainer.epoch(), (long long)trainer.iteration());
     }
@@ -185,10 +275,16 @@ int run(const Args& a, const backend::Cpu& ctx) {
     double loss_sum = 0, mim_sum = 0, gg_sum = 0;
     long n_sum = 0;
     bool done = false;
-    while (!done && trainer.epoch() < a.epochs) {
+    while (!done && trainer.epoch() < a.epochs && !g_stop.load()) {
         loader.start_epoch(std::uint64_t(trainer.epoch()));
-        // skip the micro-batches a resumed run already did in this epoch
-        for (std::int64_t i = 0; i < trainer.iteration(); ++i) loader.next();
+        // skip the micro-batches a resumed run already did in this epoch (bounded by the check
+        // after load, and stoppable)
+        for (std::int64_t i = 0; i < trainer.iteration() && !g_stop.load(); ++i)
+            if (!loader.next()) break;
+        if (g_stop.load()) {
+            std::printf("stop requested: saving and exiting\n");
+            break;
+        }
         while (const data::Batch* b = loader.next()) {
             const auto r = trainer.micro_batch(ctx, b->view1, b->view2 ? b->view2 : b->view1, b->size);
             loss_sum += r.losses.total; mim_sum += r.losses.mim; gg_sum += r.losses.gg; ++n_sum;

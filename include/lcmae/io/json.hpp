@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -24,16 +25,34 @@
 namespace lcmae::json {
 
 /// A JSON value restricted to object / array / string / integer.
+///
+/// Compact on purpose (32 bytes): an integer or an empty string/array/object allocates nothing,
+/// a non-empty string or container holds one heap block. Objects with more than a handful of
+/// members keep a hash index, so find() and set() (and with them the parser's duplicate-key check)
+/// take constant time instead of scanning the members.
 class Value {
 public:
-    enum class Type { Object, Array, String, Integer };
+    enum class Type : std::uint8_t { Object, Array, String, Integer };
+    using Member = std::pair<std::string, Value>;
 
     Value() : type_(Type::Object) {}
+    Value(const Value& o) : type_(o.type_), int_(o.int_) {
+        if (o.str_) str_ = std::make_unique<std::string>(*o.str_);
+        if (o.box_) box_ = std::make_unique<Box>(*o.box_);
+    }
+    Value(Value&&) noexcept = default;
+    Value& operator=(const Value& o) {
+        if (this != &o) *this = Value(o);
+        return *this;
+    }
+    Value& operator=(Value&&) noexcept = default;
+    ~Value() = default;
+
     static Value object() { return Value(Type::Object); }
     static Value array() { return Value(Type::Array); }
     static Value string(std::string s) {
         Value v(Type::String);
-        v.str_ = std::move(s);
+        if (!s.empty()) v.str_ = std::make_unique<std::string>(std::move(s));
         return v;
     }
     static Value integer(std::int64_t i) {
@@ -60,7 +79,8 @@ public:
 
     const std::string& as_string() const {
         LCMAE_CHECK(is_string(), "JSON value is " << type_name() << ", expected a string");
-        return str_;
+        static const std::string empty;
+        return str_ ? *str_ : empty;
     }
     std::int64_t as_integer() const {
         LCMAE_CHECK(is_integer(), "JSON value is " << type_name() << ", expected an integer");
@@ -68,40 +88,68 @@ public:
     }
     const std::vector<Value>& items() const {
         LCMAE_CHECK(is_array(), "JSON value is " << type_name() << ", expected an array");
-        return items_;
+        static const std::vector<Value> empty;
+        return box_ ? box_->items : empty;
     }
-    const std::vector<std::pair<std::string, Value>>& members() const {
+    const std::vector<Member>& members() const {
         LCMAE_CHECK(is_object(), "JSON value is " << type_name() << ", expected an object");
-        return members_;
+        static const std::vector<Member> empty;
+        return box_ ? box_->members : empty;
     }
-    /// The member called `key`, or nullptr.
+    /// The member called `key`, or nullptr. Constant time on average for large objects.
     const Value* find(std::string_view key) const {
-        for (const auto& [k, v] : members())
-            if (k == key) return &v;
+        const auto& ms = members();
+        if (!box_) return nullptr;
+        if (box_->index.empty()) {
+            for (const auto& [k, v] : ms)
+                if (k == key) return &v;
+            return nullptr;
+        }
+        const auto [lo, hi] = box_->index.equal_range(std::hash<std::string_view>{}(key));
+        for (auto it = lo; it != hi; ++it)
+            if (ms[it->second].first == key) return &ms[it->second].second;
         return nullptr;
     }
 
     /// Appends to an array.
     Value& push(Value v) {
         LCMAE_CHECK(is_array(), "push on JSON " << type_name());
-        items_.push_back(std::move(v));
-        return items_.back();
+        auto& items = box().items;
+        items.push_back(std::move(v));
+        return items.back();
     }
     /// Adds a member to an object; a duplicate key is an error.
     Value& set(std::string key, Value v) {
         LCMAE_CHECK(is_object(), "set on JSON " << type_name());
         LCMAE_CHECK(find(key) == nullptr, "duplicate JSON key \"" << key << "\"");
-        members_.emplace_back(std::move(key), std::move(v));
-        return members_.back().second;
+        Box& b = box();
+        b.members.emplace_back(std::move(key), std::move(v));
+        if (!b.index.empty()) {
+            b.index.emplace(std::hash<std::string_view>{}(b.members.back().first), b.members.size() - 1);
+        } else if (b.members.size() > kIndexFrom) {
+            b.index.reserve(b.members.size() * 2);
+            for (std::size_t k = 0; k < b.members.size(); ++k)
+                b.index.emplace(std::hash<std::string_view>{}(b.members[k].first), k);
+        }
+        return b.members.back().second;
     }
 
 private:
+    static constexpr std::size_t kIndexFrom = 8;  // objects larger than this get a hash index
+    struct Box {
+        std::vector<Value> items;
+        std::vector<Member> members;
+        std::unordered_multimap<std::size_t, std::size_t> index;  // hash(key) -> position in members
+    };
     explicit Value(Type t) : type_(t) {}
+    Box& box() {
+        if (!box_) box_ = std::make_unique<Box>();
+        return *box_;
+    }
     Type type_;
-    std::string str_;
     std::int64_t int_ = 0;
-    std::vector<Value> items_;
-    std::vector<std::pair<std::string, Value>> members_;
+    std::unique_ptr<std::string> str_;
+    std::unique_ptr<Box> box_;
 };
 
 namespace detail {
@@ -120,6 +168,11 @@ public:
 
 private:
     static constexpr int kMaxDepth = 64;
+    // A cap on the number of values (every array element, member value and the root): with
+    // 32-byte values it bounds the parse tree to a few tens of MB whatever the input (a 10 MB
+    // array of zeros is 5M values). A safetensors header needs ~8 values per tensor.
+    static constexpr std::size_t kMaxValues = std::size_t(1) << 20;
+    std::size_t values_ = 0;
 
     [[noreturn]] void fail(const std::string& why) const {
         std::string near;
@@ -142,6 +195,7 @@ private:
     Value parse_value(int depth) {
         if (depth > kMaxDepth) fail("nesting deeper than 64 levels");
         if (i_ >= s_.size()) fail("expected a value");
+        if (++values_ > kMaxValues) fail("more than " + std::to_string(kMaxValues) + " values");
         const char c = s_[i_];
         if (c == '{') return parse_object(depth);
         if (c == '[') return parse_array(depth);
@@ -166,7 +220,7 @@ private:
             std::string key = parse_string();
             if (obj.find(key) != nullptr) {
                 i_ = key_at;
-                fail("duplicate key \"" + key + "\"");
+                fail("duplicate key \"" + (key.size() > 64 ? key.substr(0, 64) + "..." : key) + "\"");
             }
             skip_ws();
             expect(':');
@@ -275,6 +329,33 @@ private:
         }
     }
 
+    /// The length of the well-formed UTF-8 sequence starting at i_ (its first byte is >= 0x80);
+    /// rejects stray continuation bytes, overlong forms, surrogates, code points above U+10FFFF and
+    /// truncated sequences, naming the offset of the sequence's first byte.
+    std::size_t utf8_length() const {
+        const auto at = [&](std::size_t k) { return static_cast<unsigned char>(s_[i_ + k]); };
+        const unsigned char c = at(0);
+        std::size_t n = 0;
+        unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+        if (c >= 0xC2 && c <= 0xDF) n = 2;
+        else if (c == 0xE0) n = 3, lo = 0xA0;
+        else if (c == 0xED) n = 3, hi = 0x9F;  // U+D800..U+DFFF (surrogates) are not characters
+        else if (c >= 0xE1 && c <= 0xEF) n = 3;
+        else if (c == 0xF0) n = 4, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) n = 4;
+        else if (c == 0xF4) n = 4, hi = 0x8F;
+        else fail("invalid UTF-8 in a string (byte 0x" + hex2(c) + " cannot start a character)");
+        if (i_ + n > s_.size()) fail("invalid UTF-8 in a string (truncated multi-byte character)");
+        if (at(1) < lo || at(1) > hi) fail("invalid UTF-8 in a string (bad, overlong or surrogate sequence)");
+        for (std::size_t k = 2; k < n; ++k)
+            if (at(k) < 0x80 || at(k) > 0xBF) fail("invalid UTF-8 in a string (bad continuation byte)");
+        return n;
+    }
+    static std::string hex2(unsigned char c) {
+        static const char* hex = "0123456789abcdef";
+        return {hex[c >> 4], hex[c & 15]};
+    }
+
     std::string parse_string() {
         expect('"');
         std::string out;
@@ -286,9 +367,22 @@ private:
                 return out;
             }
             if (c < 0x20) fail("control character inside a string");
+            if (c >= 0x80) {
+                const std::size_t n = utf8_length();
+                out.append(s_.data() + i_, n);
+                i_ += n;
+                continue;
+            }
             if (c != '\\') {
-                out += char(c);
-                ++i_;
+                // copy the run of plain ASCII characters at once
+                std::size_t j = i_ + 1;
+                while (j < s_.size()) {
+                    const unsigned char d = static_cast<unsigned char>(s_[j]);
+                    if (d == '"' || d == '\\' || d < 0x20 || d >= 0x80) break;
+                    ++j;
+                }
+                out.append(s_.data() + i_, j - i_);
+                i_ = j;
                 continue;
             }
             ++i_;
