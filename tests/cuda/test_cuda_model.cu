@@ -43,6 +43,7 @@
 #include "lcmae/backend/cuda.cuh"
 #include "lcmae/models/lcmae_model.hpp"
 #include "lcmae/train/trainer.hpp"
+#include "support/tiny_model.hpp"
 
 using namespace lcmae;
 using namespace lcmae::models;
@@ -52,15 +53,7 @@ using backend::Cuda;
 
 namespace {
 
-ModelSpec tiny(GuidanceLoss loss, long max_batch = 4) {  // tests/strict/test_strict_models.cpp's spec
-    ModelSpec s;
-    s.encoder = vit::VitDims{8, 1, 2, 2, 8, 1, 4};  // D 8, 1 block, 2 heads, patch 2, 8 px, gray: 16 tokens
-    s.decoder = DecoderDims{8, 1, 2};
-    s.head_hidden = 12;
-    s.loss = loss;
-    s.max_batch = max_batch;
-    return s;
-}
+ModelSpec tiny(GuidanceLoss loss, long max_batch = 4) { return lcmae::test::tiny_spec(loss, max_batch); }
 
 ModelSpec small_rgb(GuidanceLoss loss) {  // 3 channels (patch layouts), several warps per row
     ModelSpec s;

@@ -15,6 +15,7 @@
 
 #include "lcmae/models/lcmae_model.hpp"
 #include "support/gradcheck.hpp"
+#include "support/tiny_model.hpp"
 
 using namespace lcmae;
 using namespace lcmae::models;
@@ -40,11 +41,7 @@ const Variant kVariants[] = {
 };
 
 ModelSpec spec_of(const Variant& v) {
-    ModelSpec s;
-    s.encoder = vit::VitDims{8, 1, 2, 2, 8, 1, 4};  // 16 tokens of 4 values
-    s.decoder = DecoderDims{8, 1, 2};
-    s.head_hidden = 12;
-    s.loss = v.loss;
+    ModelSpec s = test::tiny_spec(v.loss);  // 16 tokens of 4 values
     s.views = v.views;
     s.baseline = v.baseline;
     s.guidance = v.guidance;

@@ -21,6 +21,7 @@
 
 #include "lcmae/models/lcmae_model.hpp"
 #include "lcmae/train/trainer.hpp"
+#include "support/tiny_model.hpp"
 
 using namespace lcmae;
 using namespace lcmae::models;
@@ -33,12 +34,7 @@ constexpr std::int64_t kItersPerEpoch = 5;  // odd: accumulation cycles of 2 str
 constexpr long kTotal = 20;                 // micro-batches = 4 epochs = 10 optimiser steps
 
 ModelSpec spec_for(const std::string& kind) {
-    ModelSpec s;
-    s.encoder = vit::VitDims{8, 1, 2, 2, 8, 1, 4};  // D 8, 1 block, 2 heads, patch 2, 8 px, gray: 16 tokens
-    s.decoder = DecoderDims{8, 1, 2};
-    s.head_hidden = 12;
-    s.max_batch = kBatch;
-    s.loss = kind == "MAE" ? GuidanceLoss::None : GuidanceLoss::Cosine;
+    ModelSpec s = test::tiny_spec(kind == "MAE" ? GuidanceLoss::None : GuidanceLoss::Cosine, kBatch);
     if (kind == "LC-SimMIM") {
         s.baseline = Baseline::SimMim;
         s.views = ViewSchedule::Paper;

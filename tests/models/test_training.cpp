@@ -9,6 +9,7 @@
 #include "lcmae/models/lcmae_model.hpp"
 #include "lcmae/train/trainer.hpp"
 #include "support/gradcheck.hpp"
+#include "support/tiny_model.hpp"
 
 using namespace lcmae;
 using namespace lcmae::models;
@@ -21,15 +22,7 @@ backend::Cpu ctx(2);
 // tests/backend.
 backend::Cpu ctx1(1);
 
-ModelSpec tiny_spec(GuidanceLoss loss, long max_batch = 4) {
-    ModelSpec s;
-    s.encoder = vit::VitDims{8, 1, 2, 2, 8, 1, 4};  // D 8, 1 block, 2 heads, patch 2, 8 px, gray: 16 tokens
-    s.decoder = DecoderDims{8, 1, 2};
-    s.head_hidden = 12;
-    s.loss = loss;
-    s.max_batch = max_batch;
-    return s;
-}
+using test::tiny_spec;  // support/tiny_model.hpp
 
 std::vector<double> images(long n, std::uint64_t seed) { return test::random_vector(n, seed); }
 

@@ -12,6 +12,7 @@
 #include "lcmae/models/lcmae_model.hpp"
 #include "lcmae/train/trainer.hpp"
 #include "support/gradcheck.hpp"
+#include "support/tiny_model.hpp"
 // Declared after the models on purpose: generic code must find Strict's ops through ADL at the
 // point of instantiation (backend/tag.hpp).
 #include "support/strict_backend.hpp"
@@ -21,15 +22,7 @@ using namespace lcmae::models;
 
 namespace {
 
-ModelSpec tiny(GuidanceLoss loss, long max_batch = 4) {
-    ModelSpec s;
-    s.encoder = vit::VitDims{8, 1, 2, 2, 8, 1, 4};  // D 8, 1 block, 2 heads, patch 2, 8 px, gray: 16 tokens
-    s.decoder = DecoderDims{8, 1, 2};
-    s.head_hidden = 12;
-    s.loss = loss;
-    s.max_batch = max_batch;
-    return s;
-}
+ModelSpec tiny(GuidanceLoss loss, long max_batch = 4) { return test::tiny_spec(loss, max_batch); }
 
 template <class T, class B>
 std::vector<T> host_copy(const B& ctx, const dbuffer<B, T>& buf) {
