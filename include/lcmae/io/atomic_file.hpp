@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,53 @@
 #include "lcmae/core/error.hpp"
 
 namespace lcmae::io {
+
+/// fsyncs a directory so renames inside it survive a crash (best effort: some file systems refuse).
+inline void fsync_dir(const std::filesystem::path& dir) noexcept {
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
+}
+
+/// True for the temporary names AtomicFileWriter gives a file whose destination leaf is `leaf`:
+/// ".<leaf>.tmp.XXXXXX" (six characters from mkstemp).
+inline bool is_atomic_temp_name(std::string_view name, std::string_view leaf) {
+    constexpr std::string_view mid = ".tmp.";
+    return name.size() == 1 + leaf.size() + mid.size() + 6 && name.front() == '.' && name.substr(1, leaf.size()) == leaf &&
+           name.substr(1 + leaf.size(), mid.size()) == mid;
+}
+
+/// Removes the temporary files AtomicFileWriter left in `dir` for the destinations named `leaves`
+/// (a writer killed before commit or abort leaves one). Only our naming pattern is touched.
+/// Returns how many were removed. Errors while listing or removing are ignored (best effort).
+inline int remove_stale_temp_files(const std::filesystem::path& dir, std::initializer_list<std::string_view> leaves) {
+    int removed = 0;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(dir, ec), end;
+    if (ec) return 0;
+    for (; it != end; it.increment(ec)) {
+        if (ec) break;
+        const std::string name = it->path().filename().string();
+        for (std::string_view leaf : leaves)
+            if (is_atomic_temp_name(name, leaf) && it->is_regular_file(ec)) {
+                std::error_code rec;
+                if (std::filesystem::remove(it->path(), rec)) ++removed;
+                break;
+            }
+    }
+    return removed;
+}
+
+/// rename(2) `from` onto `to` (same file system), then fsync `to`'s directory. Throws naming both.
+inline void rename_replacing(const std::filesystem::path& from, const std::filesystem::path& to) {
+    if (::rename(from.c_str(), to.c_str()) != 0) {
+        const int err = errno;
+        LCMAE_FAIL("renaming '" << from.string() << "' onto '" << to.string() << "' failed: " << std::strerror(err));
+    }
+    fsync_dir(to.has_parent_path() ? to.parent_path() : std::filesystem::path("."));
+}
 
 /// Streams byte chunks into a temporary file next to `path`; commit() makes it appear atomically.
 /// Destroying an uncommitted writer deletes the temporary file.
@@ -50,7 +98,7 @@ public:
                 const int err = errno;
                 abort();
                 LCMAE_FAIL("writing '" << path_.string() << "' failed: " << (n < 0 ? std::strerror(err) : "no progress")
-                                       << " (nothing was replaced)");
+                                       << " ('" << path_.string() << "' itself was not replaced)");
             }
             p += n;
             bytes -= static_cast<std::size_t>(n);
@@ -79,12 +127,7 @@ public:
             LCMAE_FAIL("renaming the temporary file onto '" << path_.string() << "' failed: " << std::strerror(err));
         }
         tmp_.clear();
-        const std::filesystem::path dir = path_.has_parent_path() ? path_.parent_path() : std::filesystem::path(".");
-        const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            ::fsync(dfd);  // best effort: some file systems refuse fsync on directories
-            ::close(dfd);
-        }
+        fsync_dir(path_.has_parent_path() ? path_.parent_path() : std::filesystem::path("."));
     }
 
     /// Drops the temporary file (no effect after commit).

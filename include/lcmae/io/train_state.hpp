@@ -8,7 +8,8 @@
 //   "rng.<name>"               I64 (3) seed, stream, position (uint64 bit patterns stored as int64)
 //   "int.<name>"               I64 ()  arbitrary named integers
 //   "real.<name>"              F64 ()  arbitrary named doubles (exact)
-// and metadata {"lcmae_format": "train_state", "lcmae_version": "1", "dtype": "F32"|"F64"}.
+// and metadata {"lcmae_format": "train_state", "lcmae_version": "1", "dtype": "F32"|"F64"} plus the
+// caller's (the trainer adds lcmae_step / lcmae_micro / lcmae_run_id to pair it with its checkpoint).
 // Moments are written in the optimiser's scalar type; loading converts F32 <-> F64. Loading checks
 // the file's names and shapes against the optimiser's arena and fails naming what is wrong.
 //
@@ -51,12 +52,15 @@ inline void check_key(const std::string& key, const char* what) {
 }
 }  // namespace detail
 
-/// Writes `state` and the given optimisers' state to `path`, atomically.
+/// Writes `state` and the given optimisers' state to `path`, atomically. `metadata` is added to the
+/// file's metadata (the lcmae_format / lcmae_version / dtype keys cannot be overridden).
 template <class T = float, class Backend = backend::Cpu>
     requires std::derived_from<Backend, ops::BackendTag>
 void save_train_state(const Backend& ctx, const std::filesystem::path& path, const TrainState& state,
-                      const std::vector<optim::OptimizerStateRef<T, Backend>>& optimizers = {}) {
+                      const std::vector<optim::OptimizerStateRef<T, Backend>>& optimizers = {},
+                      const std::map<std::string, std::string>& metadata = {}) {
     SafetensorsWriter w;
+    w.set_metadata(metadata);
     w.set_metadata("lcmae_format", "train_state");
     w.set_metadata("lcmae_version", "1");
     w.set_metadata("dtype", dtype_name(dtype_of<T>()));
@@ -119,8 +123,9 @@ void save_train_state(const Backend& ctx, const std::filesystem::path& path, con
 }
 template <class T = float>
 void save_train_state(const std::filesystem::path& path, const TrainState& state,
-                      const std::vector<optim::OptimizerStateRef<T>>& optimizers = {}) {
-    save_train_state<T, backend::Cpu>(backend::Cpu(), path, state, optimizers);
+                      const std::vector<optim::OptimizerStateRef<T>>& optimizers = {},
+                      const std::map<std::string, std::string>& metadata = {}) {
+    save_train_state<T, backend::Cpu>(backend::Cpu(), path, state, optimizers, metadata);
 }
 
 /// Reads `path` into `state` and the optimisers (moments and step counts). Everything is checked

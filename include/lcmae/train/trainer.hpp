@@ -20,9 +20,13 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <vector>
 
+#include "lcmae/io/atomic_file.hpp"
 #include "lcmae/io/checkpoint.hpp"
 #include "lcmae/io/train_state.hpp"
 #include "lcmae/models/lcmae_model.hpp"
@@ -120,12 +124,29 @@ public:
     double lr_max() const noexcept { return lr_max_; }
 
     /// Writes dir/checkpoint.safetensors (online + target under "target.") and
-    /// dir/train_state.safetensors (AdamW moments, counters). Both writes are atomic.
+    /// dir/train_state.safetensors (AdamW moments, counters; partial_grad.* inside an accumulation
+    /// cycle). Both carry the same lcmae_step / lcmae_micro / lcmae_run_id metadata, which load()
+    /// checks, so a checkpoint of one save beside the training state of another is refused.
+    ///
+    /// Nothing is written when a weight, EMA target value, Adam moment or partial gradient is not
+    /// finite (an lcmae::Error names the step and the arena; the last good files stay as they were).
+    /// Both files are written (fsynced) into dir/.save-<step>-<micro>.tmp/ first and renamed into
+    /// place only when both are complete, so a failed write (disk full ...) replaces neither; only a
+    /// crash between the two renames can leave a mixed pair, which load() refuses. Stale temporary
+    /// files and directories of a killed save (our naming patterns only) are removed here and in load().
     void save(const Backend& ctx, const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {}) {
-        std::filesystem::create_directories(dir);
+        namespace fs = std::filesystem;
+        std::uint64_t partial = static_cast<std::uint64_t>(micro_ % cfg_.accumulation);
+        std::vector<optim::OptimizerStateRef<T, Backend>> refs{adamw_.state()};
+        if (partial != 0) refs.push_back(partial_gradient(&partial));
+        require_finite(ctx, refs);  // before anything in dir is touched
+        fs::create_directories(dir);
+        remove_stale_temporaries(dir);
         std::vector<io::NamedArena<T, Backend>> arenas{{"", model_.params()}};
         if (model_.has_target()) arenas.push_back({"target.", model_.target_params()});
-        io::save_params<T>(ctx, dir / "checkpoint.safetensors", arenas, metadata);
+        const std::map<std::string, std::string> pair = pair_metadata();
+        std::map<std::string, std::string> ck_meta = metadata;
+        for (const auto& [k, v] : pair) ck_meta[k] = v;  // ours win over a caller's same key
         io::TrainState st;
         st.step = step_;
         st.epoch = epoch_;
@@ -134,26 +155,63 @@ public:
         st.integers["seed"] = static_cast<std::int64_t>(cfg_.seed);
         // Inside an accumulation cycle the gradient summed so far is part of the state: without it
         // the resumed run would step with the later micro-batches' gradient only.
-        std::uint64_t partial = static_cast<std::uint64_t>(micro_ % cfg_.accumulation);
-        std::vector<optim::OptimizerStateRef<T, Backend>> refs{adamw_.state()};
-        if (partial != 0) refs.push_back(partial_gradient(&partial));
-        io::save_train_state<T, Backend>(ctx, dir / "train_state.safetensors", st, refs);
+        const fs::path stage = dir / (std::string(kStagePrefix) + std::to_string(step_) + "-" + std::to_string(micro_) +
+                                      std::string(kStageSuffix));
+        const fs::path ck = dir / kCheckpoint, ts = dir / kTrainState;
+        try {
+            fs::remove_all(stage);
+            fs::create_directory(stage);
+            io::save_params<T>(ctx, stage / kCheckpoint, arenas, ck_meta);
+            io::save_train_state<T, Backend>(ctx, stage / kTrainState, st, refs, pair);
+        } catch (const std::exception& e) {
+            std::error_code ec;
+            fs::remove_all(stage, ec);
+            LCMAE_FAIL("saving step " << step_ << " into '" << dir.string() << "' failed: " << e.what()
+                                      << "; neither '" << ck.string() << "' nor '" << ts.string() << "' was replaced");
+        }
+        try {
+            io::rename_replacing(stage / kCheckpoint, ck);
+        } catch (const std::exception& e) {
+            std::error_code ec;
+            fs::remove_all(stage, ec);
+            LCMAE_FAIL("saving step " << step_ << ": " << e.what() << "; neither '" << ck.string() << "' nor '"
+                                      << ts.string() << "' was replaced");
+        }
+        try {
+            io::rename_replacing(stage / kTrainState, ts);
+        } catch (const std::exception& e) {
+            std::error_code ec;
+            fs::remove_all(stage, ec);
+            LCMAE_FAIL("saving step " << step_ << ": " << e.what() << "; '" << ck.string() << "' already holds step "
+                                      << step_ << " but '" << ts.string()
+                                      << "' still holds the previous save: load() refuses this pair until a save succeeds");
+        }
+        std::error_code ec;
+        fs::remove_all(stage, ec);
+        io::fsync_dir(dir);
     }
     void save(const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {})
         requires std::same_as<Backend, backend::Cpu>
     {
         save(backend::Cpu(), dir, metadata);
     }
-    /// Restores what save() wrote; checks every name, shape and dtype.
+    /// Restores what save() wrote; checks every name, shape and dtype, and that the checkpoint and
+    /// the training state come from the same save (step, micro-batch counter, run id) before
+    /// anything is modified. Files written before these metadata existed (neither carries them)
+    /// are accepted as a pair unchecked.
     void load(const Backend& ctx, const std::filesystem::path& dir) {
-        const io::SafetensorsFile f(dir / "checkpoint.safetensors");
+        remove_stale_temporaries(dir);
+        const auto ck_path = dir / kCheckpoint;
+        const auto state_path = dir / kTrainState;
+        const io::SafetensorsFile f(ck_path);
+        const io::SafetensorsFile sf(state_path);
+        check_pair(f, sf);
+        // A state saved inside an accumulation cycle carries the partial gradient (see save()).
+        const bool mid_cycle = sf.find(std::string(kPartial) + ".step") != nullptr;
         io::load_params(ctx, f, model_.params(), "",
                         model_.has_target() ? io::Strictness::IgnoreUnexpected : io::Strictness::Strict);
         if (model_.has_target()) io::load_params(ctx, f, model_.target_params(), "target.", io::Strictness::IgnoreUnexpected);
         io::TrainState st;
-        const auto state_path = dir / "train_state.safetensors";
-        // A state saved inside an accumulation cycle carries the partial gradient (see save()).
-        const bool mid_cycle = io::SafetensorsFile(state_path).find(std::string(kPartial) + ".step") != nullptr;
         std::uint64_t partial = 0;
         std::vector<optim::OptimizerStateRef<T, Backend>> refs{adamw_.state()};
         if (mid_cycle) refs.push_back(partial_gradient(&partial));
@@ -184,8 +242,125 @@ public:
     /// Micro-batches done since the last optimiser step (0 at a step boundary).
     std::int64_t micro_step() const noexcept { return micro_ % cfg_.accumulation; }
 
+    /// The run id written into both files of a save: a hash of the seed and the run's numbers
+    /// (TrainConfig, iterations per epoch), so it is deterministic (an uninterrupted and a resumed
+    /// run write byte-identical files) yet differs between runs configured differently.
+    std::string run_id() const {
+        std::ostringstream os;
+        os.precision(17);
+        os << "seed=" << cfg_.seed << ";batch=" << cfg_.batch << ";accum=" << cfg_.accumulation << ";epochs=" << cfg_.epochs
+           << ";warmup=" << cfg_.warmup_epochs << ";blr=" << cfg_.blr << ";scaling=" << int(cfg_.lr_scaling)
+           << ";min_lr=" << cfg_.min_lr << ";wd=" << cfg_.weight_decay << ";clip=" << cfg_.max_grad_norm
+           << ";ema=" << cfg_.ema_base << ";ipe=" << iters_per_epoch_;
+        std::uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+        for (unsigned char c : os.str()) {
+            h ^= c;
+            h *= 1099511628211ull;
+        }
+        static constexpr char hex[] = "0123456789abcdef";
+        std::string out(16, '0');
+        for (int i = 15; i >= 0; --i, h >>= 4) out[std::size_t(i)] = hex[h & 15];
+        return out;
+    }
+
 private:
     static constexpr const char* kPartial = "partial_grad";
+    static constexpr const char* kCheckpoint = "checkpoint.safetensors";
+    static constexpr const char* kTrainState = "train_state.safetensors";
+    static constexpr const char* kStagePrefix = ".save-";
+    static constexpr const char* kStageSuffix = ".tmp";
+
+    std::map<std::string, std::string> pair_metadata() const {
+        return {{"lcmae_step", std::to_string(step_)}, {"lcmae_micro", std::to_string(micro_)}, {"lcmae_run_id", run_id()}};
+    }
+
+    /// Refuses a checkpoint and a training state that do not come from the same save.
+    static void check_pair(const io::SafetensorsFile& ck, const io::SafetensorsFile& ts) {
+        static constexpr const char* keys[] = {"lcmae_step", "lcmae_micro", "lcmae_run_id"};
+        const auto get = [](const io::SafetensorsFile& f, const char* k) -> std::string {
+            const auto it = f.metadata().find(k);
+            return it == f.metadata().end() ? std::string("(none)") : it->second;
+        };
+        bool any = false, same = true;
+        for (const char* k : keys) {
+            any = any || f_has(ck, k) || f_has(ts, k);
+            same = same && get(ck, k) == get(ts, k);
+        }
+        if (!any) return;  // a pair written before these metadata existed
+        LCMAE_CHECK(same, "the checkpoint and the training state come from different saves, refusing to resume: '"
+                              << ck.path() << "' is step " << get(ck, "lcmae_step") << " (micro-batch "
+                              << get(ck, "lcmae_micro") << ", run " << get(ck, "lcmae_run_id") << ") but '" << ts.path()
+                              << "' is step " << get(ts, "lcmae_step") << " (micro-batch " << get(ts, "lcmae_micro")
+                              << ", run " << get(ts, "lcmae_run_id")
+                              << ") - a save was interrupted between its two renames; resume from an intact save");
+    }
+    static bool f_has(const io::SafetensorsFile& f, const char* k) { return f.metadata().count(k) != 0; }
+
+    /// Removes what a killed save left in `dir`: our staging directories (".save-<step>-<micro>.tmp")
+    /// and AtomicFileWriter temporaries of our two files. Nothing else is touched.
+    static void remove_stale_temporaries(const std::filesystem::path& dir) {
+        namespace fs = std::filesystem;
+        io::remove_stale_temp_files(dir, {kCheckpoint, kTrainState});
+        std::error_code ec;
+        fs::directory_iterator it(dir, ec), end;
+        if (ec) return;
+        std::vector<fs::path> stale;
+        for (; it != end; it.increment(ec)) {
+            if (ec) break;
+            if (is_stage_name(it->path().filename().string()) && it->is_directory(ec)) stale.push_back(it->path());
+        }
+        for (const auto& p : stale) fs::remove_all(p, ec);
+    }
+    static bool is_stage_name(std::string_view n) {
+        const std::string_view pre = kStagePrefix, suf = kStageSuffix;
+        if (n.size() <= pre.size() + suf.size() || !n.starts_with(pre) || !n.ends_with(suf)) return false;
+        const std::string_view mid = n.substr(pre.size(), n.size() - pre.size() - suf.size());
+        const auto dash = mid.find('-');
+        if (dash == std::string_view::npos || dash == 0 || dash + 1 == mid.size()) return false;
+        for (std::size_t i = 0; i < mid.size(); ++i)
+            if (i != dash && (mid[i] < '0' || mid[i] > '9')) return false;
+        return true;
+    }
+
+    /// Throws, naming the step, the arena and the tensor, if any value that save() would write is
+    /// not finite. A host-memory backend is scanned in place; any other is downloaded first.
+    void require_finite(const Backend& ctx, const std::vector<optim::OptimizerStateRef<T, Backend>>& refs) const {
+        const auto& online = model_.params();
+        std::vector<std::size_t> all(online.entries().size());
+        for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+        check_buffer(ctx, "online", online, online.values(), all);
+        if (model_.has_target()) {
+            const auto& target = model_.target_params();
+            std::vector<std::size_t> tall(target.entries().size());
+            for (std::size_t i = 0; i < tall.size(); ++i) tall[i] = i;
+            check_buffer(ctx, "target", target, target.values(), tall);
+        }
+        for (const auto& o : refs)
+            for (const auto& [bname, buf] : o.buffers)
+                check_buffer(ctx, o.name == kPartial ? std::string(kPartial) : bname, *o.arena, *buf, o.entry_indices);
+    }
+    template <class Buf>
+    void check_buffer(const Backend& ctx, const std::string& what, const ParamArena<T, Backend>& arena, const Buf& buf,
+                      const std::vector<std::size_t>& entries) const {
+        std::vector<T> staging;
+        const T* host = nullptr;
+        if constexpr (Backend::host_memory) {
+            (void)ctx;
+            host = buf.data();
+        } else {
+            staging.resize(buf.size());
+            download(ctx, static_cast<long>(staging.size()), dptr<Backend, const T>(buf.data()), staging.data());
+            host = staging.data();
+        }
+        for (std::size_t idx : entries) {
+            const ParamEntry& e = arena.entries()[idx];
+            for (std::size_t i = 0; i < e.slot.count; ++i)
+                if (!std::isfinite(static_cast<double>(host[e.slot.offset + i])))
+                    LCMAE_FAIL("refusing to save step " << step_ << ": the " << what << " arena holds a non-finite value ("
+                                                        << host[e.slot.offset + i] << ") in '" << e.name << "' at index " << i
+                                                        << "; the last saved files were left untouched");
+        }
+    }
     /// The gradient summed so far in the current accumulation cycle, as a train-state entry
     /// ("partial_grad.sum.<name>" for every optimised tensor; its "step" is the micro-batch count).
     optim::OptimizerStateRef<T, Backend> partial_gradient(std::uint64_t* count) {
