@@ -7,6 +7,7 @@
 //                  [--loss cosine|infonce|smoothl1|none] [--crop src|rrc] [--mask-ratio R] [--alpha A]
 //                  [--blr LR] [--warmup EPOCHS] [--out DIR] [--resume DIR] [--save-every N] [--seed S]
 //                  [--skip-corrupt]          (image folders: warn about undecodable files and go on)
+//                  [--allow-config-change]   (--resume a run saved with other settings: warn, do not refuse)
 //                  [--export-encoder FILE]   (the online encoder under timm's VisionTransformer names,
 //                                             pos_embed included: load_state_dict(strict=True) works)
 // Defaults are sized for a few minutes on 2 cores: 1 epoch schedule, 0.02 warm-up epochs, blr 1.5e-3.
@@ -56,13 +57,14 @@ struct Args {
     int threads = 0;
     std::uint64_t seed = 0;
     bool skip_corrupt = false;
+    bool allow_config_change = false;
 };
 
 const char* const kUsage =
     "usage: lcmae_pretrain [--data DIR|fashion-mnist] [--minutes M] [--epochs E] [--batch B] [--threads T]\n"
     "       [--loss cosine|infonce|smoothl1|none] [--crop src|rrc] [--mask-ratio R] [--alpha A] [--blr LR]\n"
     "       [--warmup EPOCHS] [--out DIR]\n"
-    "       [--resume DIR] [--save-every N] [--seed S] [--export-encoder FILE] [--skip-corrupt]\n"
+    "       [--resume DIR] [--save-every N] [--seed S] [--export-encoder FILE] [--skip-corrupt] [--allow-config-change]\n"
     "  --minutes M      wall-clock budget, > 0 (default 3)\n"
     "  --epochs E       schedule length, integer 1..1000000 (default 1)\n"
     "  --batch B        images per micro-batch, integer 1..65536 (default 64)\n"
@@ -121,6 +123,7 @@ Args parse(int argc, char** argv) {
         else if (k == "--resume") a.resume = val();
         else if (k == "--export-encoder") a.export_encoder = val();
         else if (k == "--skip-corrupt") a.skip_corrupt = true;
+        else if (k == "--allow-config-change") a.allow_config_change = true;
         else if (k == "--loss") a.loss = val();
         else if (k == "--crop") a.crop = val();
         else if (k == "--minutes") a.minutes = real_option(k, val(), [](double x) { return x > 0; }, "> 0");
@@ -251,6 +254,7 @@ int run(const Args& a, const backend::Cpu& ctx) {
     tc.warmup_epochs = std::min<double>(a.warmup, double(a.epochs));
     tc.blr = a.blr;
     tc.seed = a.seed;
+    tc.allow_config_change = a.allow_config_change;  // --resume of a differently configured run
     typename Model::trainer_type trainer(model, tc, ipe);
     if (!a.resume.empty()) {
         trainer.load(a.resume);

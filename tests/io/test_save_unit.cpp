@@ -220,3 +220,54 @@ TEST_CASE("a non-finite weight, EMA target value or Adam moment is never saved; 
         const_cast<optim::AdamW<float>&>(r.trainer.optimizer()).exp_avg_sq()[first_moment(r)] = inf;
     });
 }
+
+TEST_CASE("resume refuses a run configured differently and lists the differences; allow_config_change continues") {
+    const fs::path dir = fresh_dir("config");
+    {
+        Run a;
+        a.train(3);
+        a.trainer.save(dir);
+    }
+    // the same configuration resumes
+    {
+        Run b(1, 77);
+        CHECK_NOTHROW(b.trainer.load(dir));
+    }
+    // another lr and mask ratio: refused, naming both settings and their values
+    train::TrainConfig changed = config();
+    changed.blr = 2e-2;
+    ModelSpec spec = tiny();
+    spec.mask_ratio = 0.8;
+    {
+        LcmaeModel<float> m(spec, 1);
+        train::Trainer<float> t(m, changed, 8);
+        try {
+            t.load(dir);
+            FAIL("a changed configuration was accepted");
+        } catch (const Error& e) {
+            const std::string msg = e.what();
+            INFO(msg);
+            CHECK(msg.find("2 setting(s)") != std::string::npos);
+            CHECK(msg.find("blr 0.01 -> 0.02") != std::string::npos);
+            CHECK(msg.find("mask_ratio 0.75 -> 0.80000000000000004") != std::string::npos);
+            CHECK(t.step() == 0);  // nothing was restored
+        }
+    }
+    // another loss with the same tensors (cosine -> InfoNCE) is refused too
+    {
+        ModelSpec s = tiny();
+        s.loss = GuidanceLoss::InfoNCE;
+        LcmaeModel<float> m(s, 1);
+        train::Trainer<float> t(m, config(), 8);
+        CHECK_THROWS_WITH_AS(t.load(dir), doctest::Contains("loss 1 -> 2"), Error);
+    }
+    // an explicit allow continues (the differences go to stderr as a warning)
+    {
+        changed.allow_config_change = true;
+        LcmaeModel<float> m(spec, 1);
+        train::Trainer<float> t(m, changed, 8);
+        CHECK_NOTHROW(t.load(dir));
+        CHECK(t.step() == 3);
+    }
+    fs::remove_all(dir);
+}

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <concepts>
 #include <cstdint>
 #include <filesystem>
@@ -50,6 +51,9 @@ struct TrainConfig {
     double max_grad_norm = 0.0;      // 0 = no clipping
     double ema_base = 0.996;         // EMA momentum cosine from ema_base to 1 (SPEC 3)
     std::uint64_t seed = 0;
+    /// load(): continue although the saved run was configured differently (schedule or model
+    /// numbers); the differences are then printed as a warning instead of refused.
+    bool allow_config_change = false;
 };
 
 template <class T, class Backend = backend::Cpu>
@@ -206,6 +210,7 @@ public:
         const io::SafetensorsFile f(ck_path);
         const io::SafetensorsFile sf(state_path);
         check_pair(f, sf);
+        check_config(f);
         // A state saved inside an accumulation cycle carries the partial gradient (see save()).
         const bool mid_cycle = sf.find(std::string(kPartial) + ".step") != nullptr;
         io::load_params(ctx, f, model_.params(), "",
@@ -271,7 +276,74 @@ private:
     static constexpr const char* kStageSuffix = ".tmp";
 
     std::map<std::string, std::string> pair_metadata() const {
-        return {{"lcmae_step", std::to_string(step_)}, {"lcmae_micro", std::to_string(micro_)}, {"lcmae_run_id", run_id()}};
+        return {{"lcmae_step", std::to_string(step_)}, {"lcmae_micro", std::to_string(micro_)}, {"lcmae_run_id", run_id()},
+                {"lcmae_config", config_string()}};
+    }
+
+    /// Everything a resumed run must share with the run that saved: the schedule (TrainConfig,
+    /// iterations per epoch) and the model (structure and numbers), as "key=value;..." in both files.
+    std::vector<std::pair<std::string, std::string>> config_items() const {
+        const models::ModelSpec& m = model_.spec();
+        std::vector<std::pair<std::string, std::string>> v;
+        const auto add = [&](const char* k, const auto& x) {
+            std::ostringstream os;
+            os.precision(17);
+            os << x;
+            v.emplace_back(k, os.str());
+        };
+        add("seed", cfg_.seed); add("batch", cfg_.batch); add("accumulation", cfg_.accumulation);
+        add("epochs", cfg_.epochs); add("warmup_epochs", cfg_.warmup_epochs); add("blr", cfg_.blr);
+        add("lr_scaling", int(cfg_.lr_scaling)); add("min_lr", cfg_.min_lr); add("weight_decay", cfg_.weight_decay);
+        add("max_grad_norm", cfg_.max_grad_norm); add("ema_base", cfg_.ema_base); add("iters_per_epoch", iters_per_epoch_);
+        add("encoder", std::to_string(m.encoder.dim) + "x" + std::to_string(m.encoder.depth) + "x" +
+                           std::to_string(m.encoder.heads) + " patch " + std::to_string(m.encoder.patch) + " image " +
+                           std::to_string(m.encoder.image) + " channels " + std::to_string(m.encoder.channels));
+        add("decoder", std::to_string(m.decoder.dim) + "x" + std::to_string(m.decoder.depth) + "x" +
+                           std::to_string(m.decoder.heads));
+        add("heads", std::to_string(m.head_hidden) + " " + std::to_string(m.projector_depth) + "/" +
+                         std::to_string(m.predictor_depth));
+        add("loss", int(m.loss)); add("guidance", int(m.guidance)); add("pool", int(m.pool)); add("guided", int(m.guided));
+        add("views", int(m.views)); add("baseline", int(m.baseline)); add("mask_ratio", m.mask_ratio);
+        add("simmim_mask_ratio", m.simmim_mask_ratio); add("simmim_block", m.simmim_block);
+        add("target_mask_ratio", m.target_mask_ratio); add("alpha", m.alpha); add("temperature", m.temperature);
+        add("smooth_l1_beta", m.smooth_l1_beta); add("norm_pix", int(m.norm_pix)); add("max_batch", m.max_batch);
+        return v;
+    }
+    std::string config_string() const {
+        std::string out;
+        for (const auto& [k, x] : config_items()) out += k + "=" + x + ";";
+        return out;
+    }
+    /// Refuses (or, with allow_config_change, warns about) a saved run configured differently.
+    void check_config(const io::SafetensorsFile& f) const {
+        const auto it = f.metadata().find("lcmae_config");
+        if (it == f.metadata().end()) return;  // written before the configuration was recorded
+        std::map<std::string, std::string> saved;
+        std::string_view rest = it->second;
+        while (!rest.empty()) {
+            const auto semi = rest.find(';');
+            const std::string_view item = rest.substr(0, semi);
+            const auto eq = item.find('=');
+            if (eq != std::string_view::npos) saved[std::string(item.substr(0, eq))] = std::string(item.substr(eq + 1));
+            if (semi == std::string_view::npos) break;
+            rest.remove_prefix(semi + 1);
+        }
+        std::ostringstream diff;
+        int n = 0;
+        for (const auto& [k, now] : config_items()) {
+            const auto s = saved.find(k);
+            const std::string was = s == saved.end() ? std::string("(not recorded)") : s->second;
+            if (was != now) diff << (n++ ? ", " : "") << k << " " << was << " -> " << now;
+        }
+        if (n == 0) return;
+        if (cfg_.allow_config_change) {
+            std::fprintf(stderr, "warning: resuming '%s' with %d changed setting(s): %s\n", f.path().c_str(), n,
+                         diff.str().c_str());
+            return;
+        }
+        LCMAE_FAIL("'" << f.path() << "' was saved by a run configured differently (" << n << " setting(s): " << diff.str()
+                       << "); resume continues exactly only with the same configuration (allow_config_change / "
+                          "--allow-config-change continues anyway)");
     }
 
     /// Refuses a checkpoint and a training state that do not come from the same save.
