@@ -31,6 +31,7 @@
 #include "lcmae/io/checkpoint.hpp"
 #include "lcmae/io/train_state.hpp"
 #include "lcmae/models/lcmae_model.hpp"
+#include "lcmae/nn/init.hpp"
 #include "lcmae/optim/adamw.hpp"
 #include "lcmae/optim/ema.hpp"
 #include "lcmae/optim/grad_norm.hpp"
@@ -220,7 +221,7 @@ public:
         std::uint64_t partial = 0;
         std::vector<optim::OptimizerStateRef<T, Backend>> refs{adamw_.state()};
         if (mid_cycle) refs.push_back(partial_gradient(&partial));
-        optim::zero_grad(ctx, model_.params());  // entries the partial gradient does not cover stay zero
+        optim::zero_grad(ctx, model_.params());  // a mid-cycle state then restores its partial gradient over this
         io::load_train_state<T, Backend>(ctx, state_path, st, refs);
         LCMAE_CHECK(st.integers.count("seed") && std::uint64_t(st.integers.at("seed")) == cfg_.seed,
                     "'" << state_path.string() << "' was written with another seed; resume needs the same seed");
@@ -234,7 +235,6 @@ public:
         epoch_ = st.epoch;
         it_ = st.iteration;
         micro_ = micro;
-        if (!mid_cycle) optim::zero_grad(ctx, model_.params());
     }
     void load(const std::filesystem::path& dir)
         requires std::same_as<Backend, backend::Cpu>
@@ -247,21 +247,12 @@ public:
     /// Micro-batches done since the last optimiser step (0 at a step boundary).
     std::int64_t micro_step() const noexcept { return micro_ % cfg_.accumulation; }
 
-    /// The run id written into both files of a save: a hash of the seed and the run's numbers
-    /// (TrainConfig, iterations per epoch), so it is deterministic (an uninterrupted and a resumed
-    /// run write byte-identical files) yet differs between runs configured differently.
+    /// The run id written into both files of a save: a hash of everything a resumed run must share
+    /// with the saving one (config_items(): the schedule and the model), so it is deterministic (an
+    /// uninterrupted and a resumed run write byte-identical files) yet differs between runs
+    /// configured differently.
     std::string run_id() const {
-        std::ostringstream os;
-        os.precision(17);
-        os << "seed=" << cfg_.seed << ";batch=" << cfg_.batch << ";accum=" << cfg_.accumulation << ";epochs=" << cfg_.epochs
-           << ";warmup=" << cfg_.warmup_epochs << ";blr=" << cfg_.blr << ";scaling=" << int(cfg_.lr_scaling)
-           << ";min_lr=" << cfg_.min_lr << ";wd=" << cfg_.weight_decay << ";clip=" << cfg_.max_grad_norm
-           << ";ema=" << cfg_.ema_base << ";ipe=" << iters_per_epoch_;
-        std::uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-        for (unsigned char c : os.str()) {
-            h ^= c;
-            h *= 1099511628211ull;
-        }
+        std::uint64_t h = nn::name_hash(config_string());  // the project's FNV-1a (nn/init.hpp)
         static constexpr char hex[] = "0123456789abcdef";
         std::string out(16, '0');
         for (int i = 15; i >= 0; --i, h >>= 4) out[std::size_t(i)] = hex[h & 15];
