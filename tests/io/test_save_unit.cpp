@@ -151,6 +151,42 @@ TEST_CASE("load refuses a checkpoint of step N beside a training state of step M
     for (const auto& d : {d2, d3, other, d2b}) fs::remove_all(d);
 }
 
+TEST_CASE("a save killed between its two renames is finished by the next load (and only with its own state)") {
+    const fs::path d = fresh_dir("finish"), d3 = fresh_dir("finish_3");
+    Run a;
+    a.train(2);
+    a.trainer.save(d);
+    const std::string ts2 = bytes_of(d / "train_state.safetensors");
+    a.train(1);
+    a.trainer.save(d3);
+    // the step-3 save into d, killed after its checkpoint's rename: the new state is still staged
+    const auto kill_between_renames = [&](const fs::path& staged_state) {
+        fs::copy_file(d3 / "checkpoint.safetensors", d / "checkpoint.safetensors", fs::copy_options::overwrite_existing);
+        fs::create_directory(d / ".save-3-3.tmp");
+        fs::copy_file(staged_state, d / ".save-3-3.tmp" / "train_state.safetensors");
+    };
+    kill_between_renames(d3 / "train_state.safetensors");
+    Run b(1, 7);
+    b.trainer.load(d);
+    CHECK(b.trainer.step() == 3);
+    CHECK(bytes_of(d / "train_state.safetensors") == bytes_of(d3 / "train_state.safetensors"));
+    CHECK(names_in(d) == std::set<std::string>{"checkpoint.safetensors", "train_state.safetensors"});
+    // a staged state of another save (here step 2's) is not the checkpoint's partner: refused, not used
+    const fs::path s2 = fresh_dir("finish_s2");
+    fs::create_directories(s2);
+    {
+        std::ofstream(s2 / "state", std::ios::binary) << ts2;
+    }
+    fs::copy_file(s2 / "state", d / "train_state.safetensors", fs::copy_options::overwrite_existing);
+    kill_between_renames(s2 / "state");
+    Run c(1, 7);
+    const std::string msg = error_of([&] { c.trainer.load(d); });
+    CAPTURE(msg);
+    CHECK(has(msg, "come from different saves"));
+    CHECK(c.trainer.step() == 0);
+    for (const auto& x : {d, d3, s2}) fs::remove_all(x);
+}
+
 TEST_CASE("save leaves no temporaries, and save and load remove those a killed save left (ours only)") {
     const fs::path d = fresh_dir("tmp");
     Run a;

@@ -136,9 +136,12 @@ public:
     /// Nothing is written when a weight, EMA target value, Adam moment or partial gradient is not
     /// finite (an lcmae::Error names the step and the arena; the last good files stay as they were).
     /// Both files are written (fsynced) into dir/.save-<step>-<micro>.tmp/ first and renamed into
-    /// place only when both are complete, so a failed write (disk full ...) replaces neither; only a
-    /// crash between the two renames can leave a mixed pair, which load() refuses. Stale temporary
-    /// files and directories of a killed save (our naming patterns only) are removed here and in load().
+    /// place only when both are complete (checkpoint first, then training state), so a failed write
+    /// (disk full ...) replaces neither. A crash between the two renames leaves the new checkpoint
+    /// beside the old state, with the new state still in its staging directory: the next save() or
+    /// load() finishes that save (renames the staged state, after checking that it is the
+    /// checkpoint's partner), so the pair is whole again. Other stale temporary files and staging
+    /// directories of a killed save (our naming patterns only) are removed.
     void save(const Backend& ctx, const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {}) {
         namespace fs = std::filesystem;
         std::uint64_t partial = static_cast<std::uint64_t>(micro_ % cfg_.accumulation);
@@ -146,6 +149,7 @@ public:
         if (partial != 0) refs.push_back(partial_gradient(&partial));
         require_finite(ctx, refs);  // before anything in dir is touched
         fs::create_directories(dir);
+        finish_interrupted_save(dir);
         remove_stale_temporaries(dir);
         std::vector<io::NamedArena<T, Backend>> arenas{{"", model_.params()}};
         if (model_.has_target()) arenas.push_back({"target.", model_.target_params()});
@@ -185,11 +189,10 @@ public:
         try {
             io::rename_replacing(stage / kTrainState, ts);
         } catch (const std::exception& e) {
-            std::error_code ec;
-            fs::remove_all(stage, ec);
+            // the staged state stays: the next save() or load() finishes this pair (see above)
             LCMAE_FAIL("saving step " << step_ << ": " << e.what() << "; '" << ck.string() << "' already holds step "
-                                      << step_ << " but '" << ts.string()
-                                      << "' still holds the previous save: load() refuses this pair until a save succeeds");
+                                      << step_ << " and its training state waits in '" << stage.string()
+                                      << "': the next save or resume finishes the pair, or refuses it if it cannot");
         }
         std::error_code ec;
         fs::remove_all(stage, ec);
@@ -205,6 +208,7 @@ public:
     /// anything is modified. Files written before these metadata existed (neither carries them)
     /// are accepted as a pair unchecked.
     void load(const Backend& ctx, const std::filesystem::path& dir) {
+        finish_interrupted_save(dir);
         remove_stale_temporaries(dir);
         const auto ck_path = dir / kCheckpoint;
         const auto state_path = dir / kTrainState;
@@ -355,9 +359,48 @@ private:
                               << get(ck, "lcmae_micro") << ", run " << get(ck, "lcmae_run_id") << ") but '" << ts.path()
                               << "' is step " << get(ts, "lcmae_step") << " (micro-batch " << get(ts, "lcmae_micro")
                               << ", run " << get(ts, "lcmae_run_id")
-                              << ") - a save was interrupted between its two renames; resume from an intact save");
+                              << ") and no staged state of the checkpoint's save was left to finish it; resume from an intact save");
     }
     static bool f_has(const io::SafetensorsFile& f, const char* k) { return f.metadata().count(k) != 0; }
+
+    /// A save killed between its two renames left dir/checkpoint.safetensors of the new save and
+    /// the new training state alone in its staging directory: rename that state into place when its
+    /// step, micro-batch counter and run id are the checkpoint's (so the pair is that save's). Any
+    /// other state of the staging directories is left to remove_stale_temporaries(): a save killed
+    /// before its first rename never touched the previous pair. Returns whether a save was finished.
+    static bool finish_interrupted_save(const std::filesystem::path& dir) {
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        fs::directory_iterator it(dir, ec), end;
+        if (ec) return false;
+        std::vector<fs::path> stages;
+        for (; it != end; it.increment(ec)) {
+            if (ec) break;
+            if (is_stage_name(it->path().filename().string()) && it->is_directory(ec)) stages.push_back(it->path());
+        }
+        const fs::path ck = dir / kCheckpoint;
+        for (const auto& stage : stages) {
+            if (fs::exists(stage / kCheckpoint, ec) || !fs::is_regular_file(stage / kTrainState, ec) || !fs::is_regular_file(ck, ec))
+                continue;
+            try {
+                const io::SafetensorsFile staged(stage / kTrainState), checkpoint(ck);
+                bool any = false, same = true;
+                for (const char* k : {"lcmae_step", "lcmae_micro", "lcmae_run_id"}) {
+                    const auto a = staged.metadata().find(k), b = checkpoint.metadata().find(k);
+                    any = any || a != staged.metadata().end();
+                    same = same && a != staged.metadata().end() && b != checkpoint.metadata().end() && a->second == b->second;
+                }
+                if (!any || !same) continue;
+                io::rename_replacing(stage / kTrainState, dir / kTrainState);
+                io::fsync_dir(dir);
+                fs::remove_all(stage, ec);
+                return true;
+            } catch (const std::exception&) {
+                continue;  // unreadable: not a finished state; removed as stale below
+            }
+        }
+        return false;
+    }
 
     /// Removes what a killed save left in `dir`: our staging directories (".save-<step>-<micro>.tmp")
     /// and AtomicFileWriter temporaries of our two files. Nothing else is touched.
