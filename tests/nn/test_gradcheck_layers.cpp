@@ -114,6 +114,40 @@ TEST_CASE("gradcheck: pre-norm Block") {
     CHECK_THROWS_AS(blk.forward(ctx, P, A, x.data(), 1, 7), lcmae::Error);  // tokens above the plan
 }
 
+TEST_CASE("gradcheck: pre-norm Block with drop path (fixed per-sample scales)") {
+    ParamArena<D> P;
+    ActivationArena<D> A;
+    const nn::BlockPlan plan{8, 2, 32, 3, 6};
+    nn::Block<D> blk(P, A, "blocks.0", plan);
+    nn::BlockScratch<D> s;
+    s.plan(A, plan);
+    P.allocate();
+    A.allocate();
+    randomize(P, 23);
+    const long B = 3, N = 5;
+    // attention branch: sample 0 dropped, 1 and 2 kept at 1 / 0.8; MLP branch: sample 1 dropped
+    const std::vector<D> drop{0.0, 1.25, 1.25, 1.25, 0.0, 1.25};
+    auto x = random_vector(B * N * 8, 24);
+    auto r = random_vector(B * N * 8, 25);
+    auto loss = [&] { blk.forward(ctx, P, A, x.data(), B, N, drop.data()); return probe(A.at(blk.out), r); };
+    std::vector<D> d;
+    check_param_grads(P, loss, [&] {
+        d = r;
+        blk.backward(ctx, P, A, x.data(), B, N, d.data(), s, drop.data());
+    });
+    check_input_grad("Block x (drop path)", x.data(), B * N * 8, d, loss);
+    // a sample whose two branches are both dropped passes through unchanged
+    const std::vector<D> all_dropped{0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    blk.forward(ctx, P, A, x.data(), B, N, all_dropped.data());
+    for (long i = 0; i < B * N * 8; ++i) CHECK(A.at(blk.out)[i] == x[static_cast<std::size_t>(i)]);
+    // scales of 1 give exactly the block without drop path
+    const std::vector<D> ones(6, 1.0);
+    blk.forward(ctx, P, A, x.data(), B, N);
+    const std::vector<D> plain(A.at(blk.out), A.at(blk.out) + B * N * 8);
+    blk.forward(ctx, P, A, x.data(), B, N, ones.data());
+    for (long i = 0; i < B * N * 8; ++i) CHECK(A.at(blk.out)[i] == plain[static_cast<std::size_t>(i)]);
+}
+
 TEST_CASE("gradcheck: BatchNorm1d (train mode) with and without affine") {
     for (bool affine : {true, false}) {
         ParamArena<D> P;
