@@ -59,7 +59,7 @@ const std::vector<Option>& options() {
         {"--feature", "mean|cls|both", "both (knn), cls (linear)", "mean of the patch tokens or the CLS token, both after the final norm", Kind::Text, "all"},
         {"--limit-train", "N", "0 (all 60000)", "use the first N training images", Kind::Int, "all"},
         {"--limit-test", "N", "0 (all 10000)", "use the first N test images", Kind::Int, "all"},
-        {"--feature-batch", "N", "256", "images per encoder forward (finetune: test-split batch)", Kind::Int, "all"},
+        {"--feature-batch", "N", "256", "images per encoder forward (knn, linear)", Kind::Int, "all"},
         {"--threads", "T", "0 (all cores)", "CPU threads", Kind::Int, "all"},
         {"--seed", "S", "0", "seed of the random encoder (--ckpt random) and of the probe's initialisation and shuffling", Kind::Int, "all"},
         {"--out", "FILE", "<checkpoint dir>/eval-<protocol>.json; runs/eval/<protocol>-<random|pixels>.json", "where the JSON result goes", Kind::Text, "all"},

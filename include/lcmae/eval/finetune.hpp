@@ -280,11 +280,7 @@ FineTuneResult fine_tune(const Backend& ctx, FineTuneModel<T, Backend>& model, c
     optim::assign_vit_layer_ids(P, int(depth));
     optim::AdamW<T, Backend> opt(P, optim::AdamWConfig{.beta1 = cfg.beta1, .beta2 = cfg.beta2, .weight_decay = cfg.weight_decay});
     opt.set_lr_scales(optim::layer_lr_scales(P, int(depth), cfg.layer_decay));
-    optim::WarmupCosine sched;
-    sched.lr_max = optim::scaled_lr(cfg.blr, batch);
-    sched.min_lr = cfg.min_lr;
-    sched.warmup_epochs = cfg.warmup_epochs;
-    sched.epochs = double(cfg.epochs);
+    const auto sched = optim::WarmupCosine::from_blr(cfg.blr, batch, cfg.min_lr, cfg.warmup_epochs, double(cfg.epochs));
 
     FineTuneResult res;
     res.lr = sched.lr_max;
