@@ -52,16 +52,16 @@ const std::vector<Option>& options() {
     static const std::vector<Option> table{
         {"--ckpt", "FILE|random", "(required unless --pixels)",
          "the main job's checkpoint.safetensors, or 'random' for a randomly initialised encoder (the baseline)", Kind::Text, "all"},
-        {"--pixels", "", "off", "evaluate raw normalised pixels instead of an encoder (the floor of the table)", Kind::Flag, "all"},
+        {"--pixels", "", "off", "evaluate raw normalised pixels instead of an encoder (the floor of the table)", Kind::Flag, "knn,linear"},
         {"--encoder", "online|target", "online", "which encoder of the checkpoint: the online one or the EMA target ('target.' names)", Kind::Text, "all"},
         {"--data", "NAME", "fashion-mnist", "the labelled dataset; only fashion-mnist so far (train split to fit, test split to score)", Kind::Text, "all"},
         {"--data-dir", "DIR", data::kFashionMnistDir, "where the Fashion-MNIST IDX files are", Kind::Text, "all"},
-        {"--feature", "mean|cls|both", "both (knn), cls (linear)", "mean of the patch tokens or the CLS token, both after the final norm", Kind::Text, "all"},
+        {"--feature", "mean|cls|both", "both (knn), cls (linear)", "mean of the patch tokens or the CLS token, both after the final norm", Kind::Text, "knn,linear"},
         {"--limit-train", "N", "0 (all 60000)", "use the first N training images", Kind::Int, "all"},
         {"--limit-test", "N", "0 (all 10000)", "use the first N test images", Kind::Int, "all"},
-        {"--feature-batch", "N", "256", "images per encoder forward (knn, linear)", Kind::Int, "all"},
+        {"--feature-batch", "N", "256", "images per encoder forward", Kind::Int, "knn,linear"},
         {"--threads", "T", "0 (all cores)", "CPU threads", Kind::Int, "all"},
-        {"--seed", "S", "0", "seed of the random encoder (--ckpt random) and of the probe's initialisation and shuffling", Kind::Int, "all"},
+        {"--seed", "S", "0", "seed of the random encoder (--ckpt random), of the head's initialisation, the shuffling and (finetune) the augmentation draws", Kind::Int, "all"},
         {"--out", "FILE", "<checkpoint dir>/eval-<protocol>.json; runs/eval/<protocol>-<random|pixels>.json", "where the JSON result goes", Kind::Text, "all"},
         {"--k", "N", "20", "neighbours that vote", Kind::Int, "knn"},
         {"--temperature", "T", "0.07", "votes are weighted exp(cosine / T)", Kind::Number, "knn"},
@@ -77,6 +77,7 @@ const std::vector<Option>& options() {
         {"--mixup", "A", "0.8", "mixup Beta(A, A) (0 = off)", Kind::Number, "finetune"},
         {"--cutmix", "A", "1.0", "CutMix Beta(A, A) (0 = off); with both on, half the batches use each", Kind::Number, "finetune"},
         {"--randaug", "N,M|off", "2,9", "RandAugment: N ops at magnitude M of 10 (gray-image subset, data/randaugment.hpp)", Kind::Text, "finetune"},
+        {"--crop-scale", "S", "0.08", "RandomResizedCrop's smallest area fraction (MAE / timm: 0.08)", Kind::Number, "finetune"},
         {"--reprob", "P", "0.25", "random erasing probability (0 = off)", Kind::Number, "finetune"},
         {"--eval-every", "E", "0 (at the end only)", "also score the test split every E epochs", Kind::Int, "finetune"},
         {"--help", "", "", "this text", Kind::Flag, "all"},
@@ -110,7 +111,8 @@ void print_help(std::ostream& os, const std::string& scope) {
         print_options(os, "all");
         return;
     }
-    os << "usage: lcmae eval " << scope << " --ckpt FILE|random [options]   (or --pixels instead of --ckpt)\n\noptions:\n";
+    os << "usage: lcmae eval " << scope << " --ckpt FILE|random [options]" << (scope == "finetune" ? "" : "   (or --pixels instead of --ckpt)")
+       << "\n\noptions:\n";
     print_options(os, scope);
 }
 
@@ -128,7 +130,7 @@ struct Args {
     std::uint64_t seed = 0;
     double temperature = 0.07, warmup = 0, blr = 0, label_smoothing = 0;  // protocol defaults when not given
     std::set<std::string> given;  // the options on the command line
-    double layer_decay = 0.75, weight_decay = 0.05, min_lr = 1e-6, drop_path = 0.1, mixup = 0.8, cutmix = 1.0, reprob = 0.25;
+    double crop_scale = 0.08, layer_decay = 0.75, weight_decay = 0.05, min_lr = 1e-6, drop_path = 0.1, mixup = 0.8, cutmix = 1.0, reprob = 0.25;
     int randaug_n = 2;
     double randaug_m = 9;
 };
@@ -201,6 +203,7 @@ Args parse(int argc, char** argv) {
         else if (n == "--cutmix") a.cutmix = parse_number(n, v, proto);
         else if (n == "--randaug") a.randaug = v;
         else if (n == "--reprob") a.reprob = parse_number(n, v, proto);
+        else if (n == "--crop-scale") a.crop_scale = parse_number(n, v, proto);
         else if (n == "--eval-every") a.eval_every = parse_int(n, v, proto, 0);
     }
     const bool ft = proto == "finetune";
@@ -209,7 +212,6 @@ Args parse(int argc, char** argv) {
     if (!a.given.count("--blr")) a.blr = ft ? 1e-3 : 0.1;
     if (!a.given.count("--label-smoothing")) a.label_smoothing = ft ? 0.1 : 0.0;
     if (ft) {
-        if (a.pixels) usage_error("--pixels is for knn and linear; finetune trains an encoder (--ckpt FILE|random)", proto);
         if (a.randaug == "off") {
             a.randaug_n = 0;
         } else {
@@ -226,6 +228,8 @@ Args parse(int argc, char** argv) {
             usage_error("--drop-path expects a number in [0, 1), got " + std::to_string(a.drop_path), proto);
         if (!(a.mixup >= 0) || !(a.cutmix >= 0))
             usage_error("--mixup and --cutmix expect numbers >= 0 (0 = off)", proto);
+        if (!(a.crop_scale > 0 && a.crop_scale <= 1))
+            usage_error("--crop-scale expects a number in (0, 1], got " + std::to_string(a.crop_scale), proto);
         if (!(a.reprob >= 0 && a.reprob <= 1)) usage_error("--reprob expects a number in [0, 1], got " + std::to_string(a.reprob), proto);
         if (!(a.weight_decay >= 0) || !(a.min_lr >= 0)) usage_error("--weight-decay and --min-lr expect numbers >= 0", proto);
     }
@@ -237,7 +241,8 @@ Args parse(int argc, char** argv) {
     if (a.data != "fashion-mnist")
         usage_error("--data expects fashion-mnist (the only labelled dataset eval reads so far), got '" + a.data + "'", proto);
     if (a.pixels && !a.ckpt.empty()) usage_error("--pixels evaluates raw pixels: give it without --ckpt", proto);
-    if (!a.pixels && a.ckpt.empty()) usage_error("--ckpt FILE|random is required (or --pixels)", proto);
+    if (!a.pixels && a.ckpt.empty())
+        usage_error(std::string("--ckpt FILE|random is required") + (proto == "finetune" ? "" : " (or --pixels)"), proto);
     if (!(a.temperature > 0)) usage_error("--temperature expects a positive number, got " + std::to_string(a.temperature), proto);
     if (!(a.blr > 0)) usage_error("--blr expects a positive number, got " + std::to_string(a.blr), proto);
     if (!(a.label_smoothing >= 0 && a.label_smoothing < 1))
@@ -311,6 +316,7 @@ Row finetune(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_
     fc.randaug_n = a.randaug_n;
     fc.randaug_m = a.randaug_m;
     fc.reprob = a.reprob;
+    fc.crop_scale_lo = a.crop_scale;
     fc.seed = a.seed;
     fc.limit_train = ntr;
     fc.limit_test = nte;
@@ -325,9 +331,9 @@ Row finetune(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_
     }
     const long ipe = static_cast<long>(ntr) / max_batch;
     std::printf("  fine-tune: %ld epochs x %ld steps of batch %ld, lr %.3g (blr %g), warm-up %g epochs, layer decay %g, drop path %g, "
-                "mixup %g, cutmix %g, smoothing %g, randaug %s, reprob %g\n",
+                "mixup %g, cutmix %g, smoothing %g, crop scale %g-1, randaug %s, reprob %g\n",
                 a.epochs, ipe, max_batch, optim::scaled_lr(a.blr, max_batch), a.blr, a.warmup, a.layer_decay, a.drop_path, a.mixup,
-                a.cutmix, a.label_smoothing, a.randaug_n > 0 ? a.randaug.c_str() : "off", a.reprob);
+                a.cutmix, a.label_smoothing, a.crop_scale, a.randaug_n > 0 ? a.randaug.c_str() : "off", a.reprob);
     std::fflush(stdout);
     const auto r = eval::fine_tune(ctx, model, train_ds, test_ds, fashion_prep(), fc,
                                    [&](long epoch, double loss, double lr, double ips, double top1) {
@@ -343,7 +349,7 @@ Row finetune(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_
            << ",\n  \"weight_decay\": " << json_number(a.weight_decay) << ",\n  \"drop_path\": " << json_number(a.drop_path)
            << ",\n  \"label_smoothing\": " << json_number(a.label_smoothing) << ",\n  \"mixup\": " << json_number(a.mixup)
            << ",\n  \"cutmix\": " << json_number(a.cutmix) << ",\n  \"randaug\": " << json_string(a.randaug_n > 0 ? a.randaug : "off")
-           << ",\n  \"reprob\": " << json_number(a.reprob) << ",\n  \"train_loss\": " << json_number(r.train_loss)
+           << ",\n  \"crop_scale\": " << json_number(a.crop_scale) << ",\n  \"reprob\": " << json_number(a.reprob) << ",\n  \"train_loss\": " << json_number(r.train_loss)
            << ",\n  \"images_per_second\": " << json_number(r.images_per_second);
     char label[128];
     std::snprintf(label, sizeof label, "fine-tune (%ld epochs, batch %ld, lr %.3g) final weights", a.epochs, r.batch, r.lr);
