@@ -3,12 +3,15 @@
 //   lcmae eval knn    --ckpt FILE|random [--feature mean|cls|both] [--k 20] [--limit-train N] ...
 //   lcmae eval knn    --pixels                     (k-NN on raw normalised pixels: the floor)
 //   lcmae eval linear --ckpt FILE|random [--epochs 90] [--batch 256] [--blr 0.1] ...
+//   lcmae eval finetune --ckpt FILE|random [--epochs 10] [--batch 64] [--blr 1e-3] [--layer-decay 0.75]
+//                     [--drop-path 0.1] [--mixup 0.8] [--cutmix 1.0] [--randaug 2,9|off] [--reprob 0.25] ...
 //   lcmae --help | lcmae eval --help               (every option with its default)
 //
 // A checkpoint is the main job's checkpoint.safetensors (examples/lcmae_pretrain.cpp): its online
 // encoder (or, with --encoder target, its EMA target) is read by timm name into the main job's
 // Fashion-MNIST geometry (lcmae/apps/main_job_models.hpp). Each run prints top-1 (top-5) and writes
-// a JSON result next to the checkpoint (eval-knn.json / eval-linear.json) or to --out.
+// a JSON result next to the checkpoint (eval-knn.json / eval-linear.json / eval-finetune.json) or
+// to --out.
 // Exit codes: 0 done; 1 a run-time failure (missing or mismatched checkpoint, missing dataset,
 // unwritable output); 2 a usage error (unknown subcommand or option, bad or missing value).
 #include <cerrno>
@@ -20,6 +23,7 @@
 #include <limits>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,6 +31,7 @@
 #include "lcmae/apps/main_job_models.hpp"
 #include "lcmae/data/idx.hpp"
 #include "lcmae/eval/features.hpp"
+#include "lcmae/eval/finetune.hpp"
 #include "lcmae/eval/knn.hpp"
 #include "lcmae/eval/linear_probe.hpp"
 #include "lcmae/io/atomic_file.hpp"
@@ -47,39 +52,67 @@ const std::vector<Option>& options() {
     static const std::vector<Option> table{
         {"--ckpt", "FILE|random", "(required unless --pixels)",
          "the main job's checkpoint.safetensors, or 'random' for a randomly initialised encoder (the baseline)", Kind::Text, "all"},
-        {"--pixels", "", "off", "evaluate raw normalised pixels instead of an encoder (the floor of the table)", Kind::Flag, "all"},
+        {"--pixels", "", "off", "evaluate raw normalised pixels instead of an encoder (the floor of the table)", Kind::Flag, "knn,linear"},
         {"--encoder", "online|target", "online", "which encoder of the checkpoint: the online one or the EMA target ('target.' names)", Kind::Text, "all"},
         {"--data", "NAME", "fashion-mnist", "the labelled dataset; only fashion-mnist so far (train split to fit, test split to score)", Kind::Text, "all"},
         {"--data-dir", "DIR", data::kFashionMnistDir, "where the Fashion-MNIST IDX files are", Kind::Text, "all"},
-        {"--feature", "mean|cls|both", "both (knn), cls (linear)", "mean of the patch tokens or the CLS token, both after the final norm", Kind::Text, "all"},
+        {"--feature", "mean|cls|both", "both (knn), cls (linear)", "mean of the patch tokens or the CLS token, both after the final norm", Kind::Text, "knn,linear"},
         {"--limit-train", "N", "0 (all 60000)", "use the first N training images", Kind::Int, "all"},
         {"--limit-test", "N", "0 (all 10000)", "use the first N test images", Kind::Int, "all"},
-        {"--feature-batch", "N", "256", "images per encoder forward", Kind::Int, "all"},
+        {"--feature-batch", "N", "256", "images per encoder forward", Kind::Int, "knn,linear"},
         {"--threads", "T", "0 (all cores)", "CPU threads", Kind::Int, "all"},
-        {"--seed", "S", "0", "seed of the random encoder (--ckpt random) and of the probe's initialisation and shuffling", Kind::Int, "all"},
+        {"--seed", "S", "0", "seed of the random encoder (--ckpt random), of the head's initialisation, the shuffling and (finetune) the augmentation draws", Kind::Int, "all"},
         {"--out", "FILE", "<checkpoint dir>/eval-<protocol>.json; runs/eval/<protocol>-<random|pixels>.json", "where the JSON result goes", Kind::Text, "all"},
         {"--k", "N", "20", "neighbours that vote", Kind::Int, "knn"},
         {"--temperature", "T", "0.07", "votes are weighted exp(cosine / T)", Kind::Number, "knn"},
-        {"--epochs", "E", "90", "probe epochs (MAE: 90; scale down for a quick look)", Kind::Int, "linear"},
-        {"--warmup", "E", "10 (epochs / 9 below 90 epochs)", "linear warm-up epochs, then half-cosine decay to 0", Kind::Number, "linear"},
-        {"--batch", "B", "256", "probe batch; lr = blr * B / 256", Kind::Int, "linear"},
-        {"--blr", "LR", "0.1", "base learning rate of LARS (SPEC 4)", Kind::Number, "linear"},
-        {"--label-smoothing", "E", "0", "label smoothing of the probe's cross-entropy", Kind::Number, "linear"},
+        {"--epochs", "E", "90 (linear), 10 (finetune)", "training epochs (MAE: 90 linear, 100 fine-tuning; scale down for a quick look)", Kind::Int, "linear,finetune"},
+        {"--warmup", "E", "linear: 10 (epochs / 9 below 90); finetune: 5 (epochs / 10 below 50)", "linear warm-up epochs, then half-cosine decay", Kind::Number, "linear,finetune"},
+        {"--batch", "B", "256 (linear), 64 (finetune)", "training batch; lr = blr * B / 256", Kind::Int, "linear,finetune"},
+        {"--blr", "LR", "0.1 (linear, LARS), 1e-3 (finetune, AdamW)", "base learning rate (SPEC 4)", Kind::Number, "linear,finetune"},
+        {"--label-smoothing", "E", "0 (linear), 0.1 (finetune)", "label smoothing of the cross-entropy (finetune: folded into the mixup targets)", Kind::Number, "linear,finetune"},
+        {"--layer-decay", "F", "0.75", "layer-wise lr decay: block k trains at F^(depth - k), the patch embedding at F^(depth + 1)", Kind::Number, "finetune"},
+        {"--weight-decay", "W", "0.05", "AdamW weight decay (not on biases, norms, cls_token)", Kind::Number, "finetune"},
+        {"--min-lr", "LR", "1e-6", "the cosine schedule's floor", Kind::Number, "finetune"},
+        {"--drop-path", "R", "0.1", "stochastic depth: rate linspace(0, R, depth) per block", Kind::Number, "finetune"},
+        {"--mixup", "A", "0.8", "mixup Beta(A, A) (0 = off)", Kind::Number, "finetune"},
+        {"--cutmix", "A", "1.0", "CutMix Beta(A, A) (0 = off); with both on, half the batches use each", Kind::Number, "finetune"},
+        {"--randaug", "N,M|off", "2,9", "RandAugment: N ops at magnitude M of 10 (gray-image subset, data/randaugment.hpp)", Kind::Text, "finetune"},
+        {"--crop-scale", "S", "0.08", "RandomResizedCrop's smallest area fraction (MAE / timm: 0.08)", Kind::Number, "finetune"},
+        {"--reprob", "P", "0.25", "random erasing probability (0 = off)", Kind::Number, "finetune"},
+        {"--eval-every", "E", "0 (at the end only)", "also score the test split every E epochs", Kind::Int, "finetune"},
         {"--help", "", "", "this text", Kind::Flag, "all"},
     };
     return table;
 }
 
-void print_options(std::ostream& os, const std::string& scope) { cli::print_options(os, options(), scope); }
+/// Whether an option of `scope` ("all", "linear" or a list "linear,finetune") applies to `proto`.
+bool in_scope(const std::string& scope, const std::string& proto) {
+    if (scope == "all") return true;
+    std::size_t b = 0;
+    for (;;) {
+        const std::size_t e = scope.find(',', b);
+        if (scope.compare(b, e == std::string::npos ? std::string::npos : e - b, proto) == 0) return true;
+        if (e == std::string::npos) return false;
+        b = e + 1;
+    }
+}
+
+void print_options(std::ostream& os, const std::string& scope) {
+    std::vector<Option> mine;
+    for (const auto& o : options())
+        if (scope == "all" || in_scope(o.scope, scope)) mine.push_back(o);
+    cli::print_options(os, mine, "all");
+}
 
 void print_help(std::ostream& os, const std::string& scope) {
     if (scope == "eval") {
-        os << "usage: lcmae eval knn|linear --ckpt FILE|random [options]   (or --pixels instead of --ckpt)\n\n"
+        os << "usage: lcmae eval knn|linear|finetune --ckpt FILE|random [options]   (or --pixels instead of --ckpt: knn, linear)\n\n"
               "options:\n";
         print_options(os, "all");
         return;
     }
-    os << "usage: lcmae eval " << scope << " --ckpt FILE|random [options]   (or --pixels instead of --ckpt)\n\noptions:\n";
+    os << "usage: lcmae eval " << scope << " --ckpt FILE|random [options]" << (scope == "finetune" ? "" : "   (or --pixels instead of --ckpt)")
+       << "\n\noptions:\n";
     print_options(os, scope);
 }
 
@@ -88,14 +121,18 @@ void print_help(std::ostream& os, const std::string& scope) {
 }
 
 struct Args {
-    std::string protocol;  // knn | linear
+    std::string protocol;  // knn | linear | finetune
     std::string ckpt, encoder = "online", data = "fashion-mnist", data_dir = data::kFashionMnistDir, feature, out;
+    std::string randaug = "2,9";
     bool pixels = false;
-    long limit_train = 0, limit_test = 0, feature_batch = 256, k = 20, epochs = 90, batch = 256;
+    long limit_train = 0, limit_test = 0, feature_batch = 256, k = 20, epochs = 0, batch = 0, eval_every = 0;
     int threads = 0;
     std::uint64_t seed = 0;
-    double temperature = 0.07, warmup = 10, blr = 0.1, label_smoothing = 0;
-    bool warmup_given = false;
+    double temperature = 0.07, warmup = 0, blr = 0, label_smoothing = 0;  // protocol defaults when not given
+    std::set<std::string> given;  // the options on the command line
+    double crop_scale = 0.08, layer_decay = 0.75, weight_decay = 0.05, min_lr = 1e-6, drop_path = 0.1, mixup = 0.8, cutmix = 1.0, reprob = 0.25;
+    int randaug_n = 2;
+    double randaug_m = 9;
 };
 
 long parse_int(const std::string& name, const std::string& v, const std::string& scope, long lo) {
@@ -107,27 +144,35 @@ double parse_number(const std::string& name, const std::string& v, const std::st
 
 Args parse(int argc, char** argv) {
     Args a;
-    if (argc < 2) usage_error("'lcmae eval' needs a protocol: knn or linear");
+    if (argc < 2) usage_error("'lcmae eval' needs a protocol: knn, linear or finetune");
     const std::string proto = argv[1];
     if (proto == "--help" || proto == "-h") {
         print_help(std::cout, "eval");
         std::exit(0);
     }
-    if (proto != "knn" && proto != "linear") usage_error("unknown protocol '" + proto + "' (expected knn or linear)");
+    if (proto != "knn" && proto != "linear" && proto != "finetune")
+        usage_error("unknown protocol '" + proto + "' (expected knn, linear or finetune)");
     a.protocol = proto;
     for (int i = 2; i < argc; ++i) {
         const std::string k = argv[i];
         const Option* opt = nullptr;
         opt = cli::find_option(options(), k);
         if (opt == nullptr) usage_error("unknown option '" + k + "' for 'lcmae eval " + proto + "'", proto);
-        if (std::string(opt->scope) != "all" && opt->scope != proto)
-            usage_error("option " + k + " belongs to 'lcmae eval " + opt->scope + "', not to 'eval " + proto + "'", proto);
+        if (!in_scope(opt->scope, proto)) {
+            std::string owners, sc = opt->scope;
+            for (std::size_t b = 0, e; b != std::string::npos; b = e == std::string::npos ? e : e + 1) {
+                e = sc.find(',', b);
+                owners += (owners.empty() ? "'lcmae eval " : " or 'lcmae eval ") + sc.substr(b, e == std::string::npos ? e : e - b) + "'";
+            }
+            usage_error("option " + k + " belongs to " + owners + ", not to 'eval " + proto + "'", proto);
+        }
         std::string v;
         if (opt->kind != Kind::Flag) {
             if (i + 1 >= argc) usage_error("option " + k + " needs a value (" + opt->value + ")", proto);
             v = argv[++i];
         }
         const std::string n = opt->name;
+        a.given.insert(n);
         if (n == "--help") {
             print_help(std::cout, proto);
             std::exit(0);
@@ -146,10 +191,47 @@ Args parse(int argc, char** argv) {
         else if (n == "--k") a.k = parse_int(n, v, proto, 1);
         else if (n == "--temperature") a.temperature = parse_number(n, v, proto);
         else if (n == "--epochs") a.epochs = parse_int(n, v, proto, 1);
-        else if (n == "--warmup") { a.warmup = parse_number(n, v, proto); a.warmup_given = true; }
+        else if (n == "--warmup") a.warmup = parse_number(n, v, proto);
         else if (n == "--batch") a.batch = parse_int(n, v, proto, 2);
         else if (n == "--blr") a.blr = parse_number(n, v, proto);
         else if (n == "--label-smoothing") a.label_smoothing = parse_number(n, v, proto);
+        else if (n == "--layer-decay") a.layer_decay = parse_number(n, v, proto);
+        else if (n == "--weight-decay") a.weight_decay = parse_number(n, v, proto);
+        else if (n == "--min-lr") a.min_lr = parse_number(n, v, proto);
+        else if (n == "--drop-path") a.drop_path = parse_number(n, v, proto);
+        else if (n == "--mixup") a.mixup = parse_number(n, v, proto);
+        else if (n == "--cutmix") a.cutmix = parse_number(n, v, proto);
+        else if (n == "--randaug") a.randaug = v;
+        else if (n == "--reprob") a.reprob = parse_number(n, v, proto);
+        else if (n == "--crop-scale") a.crop_scale = parse_number(n, v, proto);
+        else if (n == "--eval-every") a.eval_every = parse_int(n, v, proto, 0);
+    }
+    const bool ft = proto == "finetune";
+    if (!a.given.count("--epochs")) a.epochs = ft ? 10 : 90;
+    if (!a.given.count("--batch")) a.batch = ft ? 64 : 256;
+    if (!a.given.count("--blr")) a.blr = ft ? 1e-3 : 0.1;
+    if (!a.given.count("--label-smoothing")) a.label_smoothing = ft ? 0.1 : 0.0;
+    if (ft) {
+        if (a.randaug == "off") {
+            a.randaug_n = 0;
+        } else {
+            const std::size_t comma = a.randaug.find(',');
+            if (comma == std::string::npos) usage_error("--randaug expects N,M (e.g. 2,9) or off, got '" + a.randaug + "'", proto);
+            a.randaug_n = static_cast<int>(cli::parse_int("--randaug N", a.randaug.substr(0, comma), 0, 16, "lcmae eval finetune"));
+            a.randaug_m = cli::parse_number("--randaug M", a.randaug.substr(comma + 1), "lcmae eval finetune");
+            if (!(a.randaug_m >= 0 && a.randaug_m <= 10))
+                usage_error("--randaug expects a magnitude M in [0, 10], got '" + a.randaug + "'", proto);
+        }
+        if (!(a.layer_decay > 0 && a.layer_decay <= 1))
+            usage_error("--layer-decay expects a number in (0, 1], got " + std::to_string(a.layer_decay), proto);
+        if (!(a.drop_path >= 0 && a.drop_path < 1))
+            usage_error("--drop-path expects a number in [0, 1), got " + std::to_string(a.drop_path), proto);
+        if (!(a.mixup >= 0) || !(a.cutmix >= 0))
+            usage_error("--mixup and --cutmix expect numbers >= 0 (0 = off)", proto);
+        if (!(a.crop_scale > 0 && a.crop_scale <= 1))
+            usage_error("--crop-scale expects a number in (0, 1], got " + std::to_string(a.crop_scale), proto);
+        if (!(a.reprob >= 0 && a.reprob <= 1)) usage_error("--reprob expects a number in [0, 1], got " + std::to_string(a.reprob), proto);
+        if (!(a.weight_decay >= 0) || !(a.min_lr >= 0)) usage_error("--weight-decay and --min-lr expect numbers >= 0", proto);
     }
     if (a.feature.empty()) a.feature = proto == "knn" ? "both" : "cls";
     if (a.feature != "mean" && a.feature != "cls" && a.feature != "both")
@@ -159,12 +241,14 @@ Args parse(int argc, char** argv) {
     if (a.data != "fashion-mnist")
         usage_error("--data expects fashion-mnist (the only labelled dataset eval reads so far), got '" + a.data + "'", proto);
     if (a.pixels && !a.ckpt.empty()) usage_error("--pixels evaluates raw pixels: give it without --ckpt", proto);
-    if (!a.pixels && a.ckpt.empty()) usage_error("--ckpt FILE|random is required (or --pixels)", proto);
+    if (!a.pixels && a.ckpt.empty())
+        usage_error(std::string("--ckpt FILE|random is required") + (proto == "finetune" ? "" : " (or --pixels)"), proto);
     if (!(a.temperature > 0)) usage_error("--temperature expects a positive number, got " + std::to_string(a.temperature), proto);
     if (!(a.blr > 0)) usage_error("--blr expects a positive number, got " + std::to_string(a.blr), proto);
     if (!(a.label_smoothing >= 0 && a.label_smoothing < 1))
         usage_error("--label-smoothing expects a number in [0, 1), got " + std::to_string(a.label_smoothing), proto);
-    if (!a.warmup_given) a.warmup = std::min(10.0, double(a.epochs) / 9.0);  // MAE: 10 of 90 epochs
+    if (!a.given.count("--warmup"))  // MAE: 10 of 90 epochs (linear probe), 5 of 100 (fine-tuning)
+        a.warmup = ft ? std::min(5.0, double(a.epochs) / 10.0) : std::min(10.0, double(a.epochs) / 9.0);
     if (!(a.warmup >= 0 && a.warmup <= double(a.epochs)))
         usage_error("--warmup expects a number in [0, --epochs = " + std::to_string(a.epochs) + "], got " + std::to_string(a.warmup), proto);
     return a;
@@ -201,20 +285,84 @@ std::string json_string(const std::string& s) {
 }
 
 struct Row {
-    std::string feature;
+    std::string feature;  // the JSON key
+    std::string label;    // how the result line starts
     double top1, top5;
     bool has_top5;
 };
+
+/// The main job's Fashion-MNIST input, without augmentation.
+eval::ImagePrep fashion_prep() {
+    const vit::VitDims dims = apps::FashionMnistBackbone::dims();
+    return {.image = int(dims.image), .channels = int(dims.channels), .norm = data::Normalization::fashion_mnist()};
+}
+
+void run_frozen(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_ds, const data::Dataset& test_ds, std::size_t ntr,
+                std::size_t nte, std::vector<Row>& rows, std::ostringstream& fields, double& feature_seconds, double& eval_seconds);
+
+/// Fine-tunes the encoder (eval/finetune.hpp) and scores it on the test split.
+Row finetune(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_ds, const data::Dataset& test_ds, std::size_t ntr,
+             std::size_t nte, std::ostringstream& fields) {
+    eval::FineTuneConfig fc;
+    fc.epochs = a.epochs;
+    fc.warmup_epochs = a.warmup;
+    fc.batch = a.batch;
+    fc.blr = a.blr;
+    fc.min_lr = a.min_lr;
+    fc.layer_decay = a.layer_decay;
+    fc.weight_decay = a.weight_decay;
+    fc.drop_path = a.drop_path;
+    fc.mix = eval::MixupConfig{.mixup_alpha = a.mixup, .cutmix_alpha = a.cutmix, .label_smoothing = a.label_smoothing};
+    fc.randaug_n = a.randaug_n;
+    fc.randaug_m = a.randaug_m;
+    fc.reprob = a.reprob;
+    fc.crop_scale_lo = a.crop_scale;
+    fc.seed = a.seed;
+    fc.limit_train = ntr;
+    fc.limit_test = nte;
+    fc.eval_every = a.eval_every;
+    fc.threads = ctx.threads();
+    const long max_batch = std::min<long>(a.batch, static_cast<long>(ntr));
+    eval::FineTuneModel<float> model(ctx, apps::FashionMnistBackbone::dims(), train_ds.num_classes(), max_batch, a.drop_path > 0);
+    model.init_random(ctx, a.seed, fc.head_init_std);  // the encoder part is then replaced by the checkpoint's
+    if (a.ckpt != "random") {
+        const auto rep = model.load_encoder(ctx, a.ckpt, a.encoder == "target" ? "target." : "");
+        std::printf("  loaded %zu encoder tensors from %s\n", rep.loaded.size(), a.ckpt.c_str());
+    }
+    const long ipe = static_cast<long>(ntr) / max_batch;
+    std::printf("  fine-tune: %ld epochs x %ld steps of batch %ld, lr %.3g (blr %g), warm-up %g epochs, layer decay %g, drop path %g, "
+                "mixup %g, cutmix %g, smoothing %g, crop scale %g-1, randaug %s, reprob %g\n",
+                a.epochs, ipe, max_batch, optim::scaled_lr(a.blr, max_batch), a.blr, a.warmup, a.layer_decay, a.drop_path, a.mixup,
+                a.cutmix, a.label_smoothing, a.crop_scale, a.randaug_n > 0 ? a.randaug.c_str() : "off", a.reprob);
+    std::fflush(stdout);
+    const auto r = eval::fine_tune(ctx, model, train_ds, test_ds, fashion_prep(), fc,
+                                   [&](long epoch, double loss, double lr, double ips, double top1) {
+                                       std::printf("  epoch %ld/%ld  loss %.4f  lr %.3g  %.0f images/s (%.1f s/epoch)", epoch + 1,
+                                                   a.epochs, loss, lr, ips, ips > 0 ? double(ipe * max_batch) / ips : 0.0);
+                                       if (top1 >= 0) std::printf("  test top-1 %.2f%%", top1);
+                                       std::printf("\n");
+                                       std::fflush(stdout);
+                                   });
+    fields << ",\n  \"epochs\": " << a.epochs << ",\n  \"warmup_epochs\": " << json_number(a.warmup) << ",\n  \"batch\": " << r.batch
+           << ",\n  \"blr\": " << json_number(a.blr) << ",\n  \"lr\": " << json_number(r.lr) << ",\n  \"min_lr\": " << json_number(a.min_lr)
+           << ",\n  \"steps\": " << r.steps << ",\n  \"layer_decay\": " << json_number(a.layer_decay)
+           << ",\n  \"weight_decay\": " << json_number(a.weight_decay) << ",\n  \"drop_path\": " << json_number(a.drop_path)
+           << ",\n  \"label_smoothing\": " << json_number(a.label_smoothing) << ",\n  \"mixup\": " << json_number(a.mixup)
+           << ",\n  \"cutmix\": " << json_number(a.cutmix) << ",\n  \"randaug\": " << json_string(a.randaug_n > 0 ? a.randaug : "off")
+           << ",\n  \"crop_scale\": " << json_number(a.crop_scale) << ",\n  \"reprob\": " << json_number(a.reprob) << ",\n  \"train_loss\": " << json_number(r.train_loss)
+           << ",\n  \"images_per_second\": " << json_number(r.images_per_second);
+    char label[128];
+    std::snprintf(label, sizeof label, "fine-tune (%ld epochs, batch %ld, lr %.3g) final weights", a.epochs, r.batch, r.lr);
+    return {"finetune", label, r.top1, r.top5, r.has_top5};
+}
 
 int run(const Args& a) {
     const backend::Cpu ctx = a.threads > 0 ? backend::Cpu(a.threads) : backend::Cpu();
     const int threads = ctx.threads();
     const vit::VitDims dims = apps::FashionMnistBackbone::dims();
-    const eval::ImagePrep prep{.image = int(dims.image), .channels = int(dims.channels), .norm = data::Normalization::fashion_mnist()};
     if (!a.pixels && a.ckpt != "random" && !std::filesystem::is_regular_file(a.ckpt))
         LCMAE_FAIL("checkpoint file '" << a.ckpt << "' does not exist"
                                        << (std::filesystem::is_directory(a.ckpt) ? " (that is a folder: name its checkpoint.safetensors)" : ""));
-    const auto t0 = Clock::now();
     const auto train_ds = data::load_fashion_mnist(true, a.data_dir);
     const auto test_ds = data::load_fashion_mnist(false, a.data_dir);
     const std::size_t ntr = a.limit_train > 0 ? std::min<std::size_t>(std::size_t(a.limit_train), train_ds->size()) : train_ds->size();
@@ -229,10 +377,65 @@ int run(const Args& a) {
                 a.protocol.c_str(), ntr, nte, described.c_str(), dims.dim, dims.depth, dims.heads, dims.image, dims.patch, threads);
     std::fflush(stdout);
 
+    std::vector<Row> rows;
+    std::ostringstream fields;  // the protocol's own JSON fields
+    double feature_seconds = 0, eval_seconds = 0;
+    if (a.protocol == "finetune") {
+        const auto t1 = Clock::now();
+        rows.push_back(finetune(ctx, a, *train_ds, *test_ds, ntr, nte, fields));
+        eval_seconds = seconds_since(t1);
+    } else {
+        run_frozen(ctx, a, *train_ds, *test_ds, ntr, nte, rows, fields, feature_seconds, eval_seconds);
+    }
+    for (const auto& r : rows) {
+        std::printf("%s top-1 %.2f%%", r.label.c_str(), r.top1);
+        if (r.has_top5) std::printf("  top-5 %.2f%%", r.top5);
+        std::printf("\n");
+    }
+    if (a.protocol == "finetune")
+        std::printf("fine-tuning %.1f s\n", eval_seconds);
+    else
+        std::printf("features %.1f s, %s %.1f s\n", feature_seconds, a.protocol == "knn" ? "k-NN" : "probe", eval_seconds);
+
+    // JSON result
+    std::filesystem::path out = a.out;
+    if (out.empty()) {
+        if (a.pixels || a.ckpt == "random")
+            out = std::filesystem::path("runs/eval") / (a.protocol + "-" + source + ".json");
+        else
+            out = std::filesystem::path(a.ckpt).parent_path() / ("eval-" + a.protocol + (a.encoder == "target" ? "-target" : "") + ".json");
+    }
+    std::ostringstream js;
+    js << "{\n  \"protocol\": " << json_string(a.protocol) << ",\n  \"source\": " << json_string(source)
+       << ",\n  \"checkpoint\": " << json_string(a.pixels ? "" : a.ckpt) << ",\n  \"data\": " << json_string(a.data)
+       << ",\n  \"n_train\": " << ntr << ",\n  \"n_test\": " << nte << ",\n  \"seed\": " << a.seed << ",\n  \"threads\": " << threads
+       << fields.str() << ",\n  \"results\": {";
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        js << (i ? ",\n" : "\n") << "    " << json_string(rows[i].feature) << ": {\"top1\": " << json_number(rows[i].top1);
+        if (rows[i].has_top5) js << ", \"top5\": " << json_number(rows[i].top5);
+        js << "}";
+    }
+    js << "\n  },\n  \"seconds\": {\"features\": " << json_number(feature_seconds) << ", \"eval\": " << json_number(eval_seconds)
+       << "}\n}\n";
+    if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
+    io::AtomicFileWriter w(out);
+    w.write(js.str());
+    w.commit();
+    std::printf("wrote %s\n", out.string().c_str());
+    return 0;
+}
+
+/// k-NN or the linear probe on frozen features (or raw pixels).
+void run_frozen(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_ds, const data::Dataset& test_ds, std::size_t ntr,
+                std::size_t nte, std::vector<Row>& rows, std::ostringstream& fields, double& feature_seconds, double& eval_seconds) {
+    const int threads = ctx.threads();
+    const vit::VitDims dims = apps::FashionMnistBackbone::dims();
+    const eval::ImagePrep prep = fashion_prep();
+    const auto t0 = Clock::now();
     // features: one set per kind (pixels: one set)
     std::vector<std::pair<std::string, std::pair<eval::FeatureSet, eval::FeatureSet>>> sets;
     if (a.pixels) {
-        sets.push_back({"pixels", {eval::pixel_features(*train_ds, prep, ntr, threads), eval::pixel_features(*test_ds, prep, nte, threads)}});
+        sets.push_back({"pixels", {eval::pixel_features(train_ds, prep, ntr, threads), eval::pixel_features(test_ds, prep, nte, threads)}});
     } else {
         eval::FrozenEncoder<float> enc(ctx, dims, a.feature_batch);
         if (a.ckpt == "random") {
@@ -240,15 +443,13 @@ int run(const Args& a) {
         } else {
             enc.load(ctx, a.ckpt, a.encoder == "target" ? "target." : "");
         }
-        auto ftr = enc.extract(ctx, *train_ds, prep, ntr, progress_printer("train"), threads);
-        auto fte = enc.extract(ctx, *test_ds, prep, nte, progress_printer("test"), threads);
+        auto ftr = enc.extract(ctx, train_ds, prep, ntr, progress_printer("train"), threads);
+        auto fte = enc.extract(ctx, test_ds, prep, nte, progress_printer("test"), threads);
         if (a.feature != "cls") sets.push_back({"mean", {std::move(ftr.mean), std::move(fte.mean)}});
         if (a.feature != "mean") sets.push_back({"cls", {std::move(ftr.cls), std::move(fte.cls)}});
     }
-    const double feature_seconds = seconds_since(t0);
+    feature_seconds = seconds_since(t0);
     const auto t1 = Clock::now();
-
-    std::vector<Row> rows;
     double lr = 0;
     long steps = 0;
     for (const auto& [name, tt] : sets) {
@@ -258,7 +459,9 @@ int run(const Args& a) {
             kc.temperature = a.temperature;
             kc.threads = threads;
             const auto r = eval::knn_classify(tt.first, tt.second, kc);
-            rows.push_back({name, r.top1, r.top5, r.has_top5});
+            char label[96];
+            std::snprintf(label, sizeof label, "k-NN (k %ld, T %g) %-6s", a.k, a.temperature, name.c_str());
+            rows.push_back({name, label, r.top1, r.top5, r.has_top5});
         } else {
             eval::LinearProbeConfig pc;
             pc.epochs = a.epochs;
@@ -283,53 +486,19 @@ int run(const Args& a) {
                 std::printf("  note: %ld LARS steps at lr %.3g move the head by about lr x 0.001 of its norm per step; "
                             "SPEC 4's blr 0.1 is sized for thousands of steps, so short runs need a larger --blr\n",
                             steps, lr);
-            rows.push_back({name, r.top1, r.top5, r.has_top5});
+            char label[128];
+            std::snprintf(label, sizeof label, "linear probe (%ld epochs, batch %ld, lr %.3g) %-6s", a.epochs, a.batch, lr, name.c_str());
+            rows.push_back({name, label, r.top1, r.top5, r.has_top5});
         }
     }
-    const double eval_seconds = seconds_since(t1);
-    for (const auto& r : rows) {
-        if (a.protocol == "knn")
-            std::printf("k-NN (k %ld, T %g) %-6s top-1 %.2f%%", a.k, a.temperature, r.feature.c_str(), r.top1);
-        else
-            std::printf("linear probe (%ld epochs, batch %ld, lr %.3g) %-6s top-1 %.2f%%", a.epochs, a.batch, lr, r.feature.c_str(), r.top1);
-        if (r.has_top5) std::printf("  top-5 %.2f%%", r.top5);
-        std::printf("\n");
-    }
-    std::printf("features %.1f s, %s %.1f s\n", feature_seconds, a.protocol == "knn" ? "k-NN" : "probe", eval_seconds);
-
-    // JSON result
-    std::filesystem::path out = a.out;
-    if (out.empty()) {
-        if (a.pixels || a.ckpt == "random")
-            out = std::filesystem::path("runs/eval") / (a.protocol + "-" + source + ".json");
-        else
-            out = std::filesystem::path(a.ckpt).parent_path() / ("eval-" + a.protocol + (a.encoder == "target" ? "-target" : "") + ".json");
-    }
-    std::ostringstream js;
-    js << "{\n  \"protocol\": " << json_string(a.protocol) << ",\n  \"source\": " << json_string(source)
-       << ",\n  \"checkpoint\": " << json_string(a.pixels ? "" : a.ckpt) << ",\n  \"data\": " << json_string(a.data)
-       << ",\n  \"n_train\": " << ntr << ",\n  \"n_test\": " << nte << ",\n  \"seed\": " << a.seed << ",\n  \"threads\": " << threads;
+    eval_seconds = seconds_since(t1);
     if (a.protocol == "knn") {
-        js << ",\n  \"k\": " << a.k << ",\n  \"temperature\": " << json_number(a.temperature);
+        fields << ",\n  \"k\": " << a.k << ",\n  \"temperature\": " << json_number(a.temperature);
     } else {
-        js << ",\n  \"epochs\": " << a.epochs << ",\n  \"warmup_epochs\": " << json_number(a.warmup) << ",\n  \"batch\": " << a.batch
-           << ",\n  \"blr\": " << json_number(a.blr) << ",\n  \"lr\": " << json_number(lr) << ",\n  \"steps\": " << steps
-           << ",\n  \"label_smoothing\": " << json_number(a.label_smoothing);
+        fields << ",\n  \"epochs\": " << a.epochs << ",\n  \"warmup_epochs\": " << json_number(a.warmup) << ",\n  \"batch\": " << a.batch
+               << ",\n  \"blr\": " << json_number(a.blr) << ",\n  \"lr\": " << json_number(lr) << ",\n  \"steps\": " << steps
+               << ",\n  \"label_smoothing\": " << json_number(a.label_smoothing);
     }
-    js << ",\n  \"results\": {";
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-        js << (i ? ",\n" : "\n") << "    " << json_string(rows[i].feature) << ": {\"top1\": " << json_number(rows[i].top1);
-        if (rows[i].has_top5) js << ", \"top5\": " << json_number(rows[i].top5);
-        js << "}";
-    }
-    js << "\n  },\n  \"seconds\": {\"features\": " << json_number(feature_seconds) << ", \"eval\": " << json_number(eval_seconds)
-       << "}\n}\n";
-    if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
-    io::AtomicFileWriter w(out);
-    w.write(js.str());
-    w.commit();
-    std::printf("wrote %s\n", out.string().c_str());
-    return 0;
 }
 
 }  // namespace

@@ -10,7 +10,7 @@
 // whole output, printed for every check with the number of differing elements.
 //
 // Tolerances (float / double):
-//   exact (bitwise): copy_rows, add_rows, patchify_conv/target, unpatchify_target, assemble_tokens,
+//   exact (bitwise): copy_rows, add_rows, scale_rows, patchify_conv/target, unpatchify_target, assemble_tokens,
 //     split_token_grads (dcls walks b in the CPU's order), mask_token_mix with 0/1 weights and its
 //     backward's dx, keep_to_slots, decoder_assemble, decoder_assemble_backward's demb, pool_tokens,
 //     unpool_tokens_add (sums in the CPU's order)
@@ -73,6 +73,15 @@ void check_broadcast_ops() {
     ops::scale_add_broadcast(ctx, rows, cols, T(0.75), dy.data(), T(-0.3), dv.data());
     ops::scale_add_broadcast(cpu, rows, cols, T(0.75), y.data(), T(-0.3), v.data());
     expect_close("scale_add_broadcast", to_host(ctx, dy), y, tol<T>(1e-6, 1e-15));
+    {  // scale_rows (drop path): one product per element, exact; zero scales drop whole rows
+        auto s = random<T>(rows);
+        s[0] = T(0);
+        s[1] = T(1) / T(0.9);
+        auto ds = to_device(ctx, s);
+        ops::scale_rows(ctx, rows, cols, ds.data(), dy.data());
+        ops::scale_rows(cpu, rows, cols, s.data(), y.data());
+        expect_exact("scale_rows", to_host(ctx, dy), y);
+    }
     for (long R : {1L, 1000L, 5003L}) {
         const auto g = random<T>(R * cols);
         auto db = random<T>(cols);
@@ -83,7 +92,7 @@ void check_broadcast_ops() {
     }
 }
 
-TEST_CASE("cuda copy_rows, add_rows, scale_add_broadcast, col_sum_add equal the CPU ops") {
+TEST_CASE("cuda copy_rows, add_rows, scale_add_broadcast, scale_rows, col_sum_add equal the CPU ops") {
     LCMAE_SKIP_WITHOUT_CUDA();
     check_rows_ops<float>();
     check_rows_ops<double>();

@@ -90,28 +90,63 @@ TEST_CASE("gradcheck: Mlp") {
     check_input_grad("Mlp x", x.data(), rows * Dm, dx, loss);
 }
 
-TEST_CASE("gradcheck: pre-norm Block") {
+namespace {
+/// A block of width 8 (2 heads, MLP 32) planned for max_batch x 6 tokens, its scratch, allocated.
+struct BlockFixture {
     ParamArena<D> P;
     ActivationArena<D> A;
-    const nn::BlockPlan plan{8, 2, 32, 2, 6};
-    nn::Block<D> blk(P, A, "blocks.0", plan);
+    nn::Block<D> blk;
     nn::BlockScratch<D> s;
-    s.plan(A, plan);
-    P.allocate();
-    A.allocate();
-    randomize(P, 13);
+    explicit BlockFixture(long max_batch, std::uint64_t seed) {
+        const nn::BlockPlan plan{8, 2, 32, max_batch, 6};
+        blk = nn::Block<D>(P, A, "blocks.0", plan);
+        s.plan(A, plan);
+        P.allocate();
+        A.allocate();
+        randomize(P, seed);
+    }
+    /// Gradient check of every parameter and of x for B samples of N tokens, with drop-path
+    /// scales `drop` (2B values) or none.
+    void check(long B, long N, std::uint64_t seed, const D* drop) {
+        auto x = random_vector(B * N * 8, seed);
+        auto r = random_vector(B * N * 8, seed + 1);
+        auto loss = [&] { blk.forward(ctx, P, A, x.data(), B, N, drop); return probe(A.at(blk.out), r); };
+        std::vector<D> d;
+        check_param_grads(P, loss, [&] {
+            d = r;
+            blk.backward(ctx, P, A, x.data(), B, N, d.data(), s, drop);
+        });
+        check_input_grad(drop ? "Block x (drop path)" : "Block x", x.data(), B * N * 8, d, loss);
+    }
+};
+}  // namespace
+
+TEST_CASE("gradcheck: pre-norm Block") {
+    BlockFixture f(2, 13);
     const long B = 2, N = 5;  // fewer tokens than planned
+    f.check(B, N, 14, nullptr);
     auto x = random_vector(B * N * 8, 14);
-    auto r = random_vector(B * N * 8, 15);
-    auto loss = [&] { blk.forward(ctx, P, A, x.data(), B, N); return probe(A.at(blk.out), r); };
-    std::vector<D> d;
-    check_param_grads(P, loss, [&] {
-        d = r;
-        blk.backward(ctx, P, A, x.data(), B, N, d.data(), s);
-    });
-    check_input_grad("Block x", x.data(), B * N * 8, d, loss);
-    CHECK_THROWS_AS(blk.forward(ctx, P, A, x.data(), 3, N), lcmae::Error);  // batch above the plan
-    CHECK_THROWS_AS(blk.forward(ctx, P, A, x.data(), 1, 7), lcmae::Error);  // tokens above the plan
+    CHECK_THROWS_AS(f.blk.forward(ctx, f.P, f.A, x.data(), 3, N), lcmae::Error);  // batch above the plan
+    CHECK_THROWS_AS(f.blk.forward(ctx, f.P, f.A, x.data(), 1, 7), lcmae::Error);  // tokens above the plan
+}
+
+TEST_CASE("gradcheck: pre-norm Block with drop path (fixed per-sample scales)") {
+    BlockFixture f(3, 23);
+    const long B = 3, N = 5;
+    // attention branch: sample 0 dropped, 1 and 2 kept at 1 / 0.8; MLP branch: sample 1 dropped
+    const std::vector<D> drop{0.0, 1.25, 1.25, 1.25, 0.0, 1.25};
+    f.check(B, N, 24, drop.data());
+    // a sample whose two branches are both dropped passes through unchanged
+    auto x = random_vector(B * N * 8, 26);
+    const std::vector<D> all_dropped(6, 0.0);
+    f.blk.forward(ctx, f.P, f.A, x.data(), B, N, all_dropped.data());
+    for (long i = 0; i < B * N * 8; ++i) CHECK(f.A.at(f.blk.out)[i] == x[static_cast<std::size_t>(i)]);
+    // scales of 1 give exactly the block without drop path
+    const std::vector<D> ones(6, 1.0);
+    f.blk.forward(ctx, f.P, f.A, x.data(), B, N);
+    const std::vector<D> plain(f.A.at(f.blk.out), f.A.at(f.blk.out) + B * N * 8);
+    f.blk.forward(ctx, f.P, f.A, x.data(), B, N, ones.data());
+    for (long i = 0; i < B * N * 8; ++i) CHECK(f.A.at(f.blk.out)[i] == plain[static_cast<std::size_t>(i)]);
 }
 
 TEST_CASE("gradcheck: BatchNorm1d (train mode) with and without affine") {

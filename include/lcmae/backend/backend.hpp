@@ -46,6 +46,7 @@ concept BackendOps = requires(const B& ctx, dptr<B, T> p, dptr<B, const T> cp, d
     add(ctx, n, cp, cp, p);
     add_inplace(ctx, n, cp, p);
     scale_inplace(ctx, n, a, p);
+    scale_rows(ctx, n, n, cp, p);
     gelu_forward(ctx, n, cp, p);
     gelu_backward(ctx, n, cp, cp, p);
     relu_forward(ctx, n, cp, p);

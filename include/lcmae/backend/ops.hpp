@@ -48,6 +48,8 @@
 //   gelu_backward(ctx, n, x, dy, dx)             dx = dy * (Phi(x) + x phi(x))
 //   relu_forward / relu_backward                 y = max(x, 0); dx = dy * (x > 0)
 //   scale_inplace(ctx, n, alpha, y)              y *= alpha
+//   scale_rows(ctx, rows, cols, s, y)            y[r, :] *= s[r] (s: rows values in backend memory;
+//                                                drop path scales each sample's residual branch)
 //   scale_add_broadcast(ctx, rows, cols, a, y, b, v)   y[r, c] = a y[r, c] + b v[c]
 //   col_sum_add(ctx, rows, cols, alpha, dy, db)  db[c] += alpha sum_r dy[r, c]       (accumulates)
 // Normalisation
@@ -147,6 +149,7 @@
     /* memory */ X(fill) X(copy) X(upload) X(download) X(copy_rows) X(add_rows)                        \
     /* gemm */ X(gemm) X(gemm_batched)                                                                 \
     /* elementwise */ X(bias_fill) X(bias_grad) X(add) X(add_inplace) X(scale_inplace)                  \
+    X(scale_rows)                                                                                      \
     X(gelu_forward) X(gelu_backward) X(relu_forward) X(relu_backward) X(scale_add_broadcast)           \
     X(col_sum_add)                                                                                     \
     /* norms */ X(layernorm_forward) X(layernorm_backward) X(batchnorm_forward_train)                  \

@@ -166,11 +166,7 @@ LinearProbeResult linear_probe(const Backend& ctx, const FeatureSet& train, cons
     const long batch = std::min(cfg.batch, train.n);
     const long ipe = train.n / batch;  // drop the last partial batch
     LinearProbe<T, Backend> probe(ctx, train.dim, C, std::max(batch, std::min<long>(test.n, 1024)), cfg);
-    optim::WarmupCosine sched;
-    sched.lr_max = optim::scaled_lr(cfg.blr, batch);
-    sched.min_lr = cfg.min_lr;
-    sched.warmup_epochs = cfg.warmup_epochs;
-    sched.epochs = double(cfg.epochs);
+    const auto sched = optim::WarmupCosine::from_blr(cfg.blr, batch, cfg.min_lr, cfg.warmup_epochs, double(cfg.epochs));
     LinearProbeResult res;
     res.lr = sched.lr_max;
     res.batch = batch;

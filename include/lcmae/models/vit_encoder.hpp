@@ -6,6 +6,12 @@
 // pos_embed[1 + id], prepend cls_token + pos_embed[0], blocks, final LayerNorm `norm`.
 // Parameter names are timm's VisionTransformer names (cls_token, patch_embed.proj.*, blocks.i.*,
 // norm.*); the fixed pos_embed is not a parameter.
+//
+// Fine-tuning (eval/finetune.hpp) adds two options that pre-training leaves off: final_norm = false
+// (MAE's global-pool classifier drops `norm`: it pools the last block's output and normalises with
+// its own fc_norm) and drop_path (stochastic depth: set_drop_path() gives per-sample scales for
+// each block's two residual branches, nn::Block; drop_path_scales() draws them). With both off the
+// encoder runs exactly as before.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +19,7 @@
 #include <vector>
 
 #include "lcmae/core/arena.hpp"
+#include "lcmae/core/rng.hpp"
 #include "lcmae/nn/block.hpp"
 #include "lcmae/nn/patch_embed.hpp"
 #include "lcmae/nn/pos_embed.hpp"
@@ -27,7 +34,32 @@ struct EncoderOptions {
     bool forward_only = false;  // no backward (the EMA target): all blocks share one set of
                                 // activation buffers, about depth times less memory
     std::string prefix;       // name prefix (empty: timm's names)
+    bool final_norm = true;   // false: no `norm` (parameters absent), forward returns the last block's output
+    bool drop_path = false;   // plans drop-path scales (set_drop_path); needs a trainable encoder
 };
+
+/// Drop-path scales for `depth` blocks and B samples, laid out (depth, 2, B) as
+/// VitEncoder::set_drop_path takes them: block i drops with rate max_rate * i / (depth - 1)
+/// (torch.linspace(0, max_rate, depth), as timm), each sample's attention and MLP branch
+/// independently; a kept branch is scaled by 1 / (1 - rate). The draws are Philox words keyed by
+/// (seed, step, block, branch, sample), so they do not depend on threads or order.
+template <class T>
+std::vector<T> drop_path_scales(long depth, double max_rate, long B, std::uint64_t seed, std::uint64_t step) {
+    LCMAE_CHECK(max_rate >= 0 && max_rate < 1, "drop path rate must lie in [0, 1), got " << max_rate);
+    std::vector<T> s(static_cast<std::size_t>(depth * 2 * B), T(1));
+    for (long i = 0; i < depth; ++i) {
+        const double rate = depth > 1 ? max_rate * double(i) / double(depth - 1) : 0.0;
+        if (rate == 0) continue;
+        const double keep = 1.0 - rate;
+        for (long br = 0; br < 2; ++br)
+            for (long b = 0; b < B; ++b) {
+                Rng r(seed, stream_id(0xd7090a7full, step, static_cast<std::uint64_t>(i), static_cast<std::uint64_t>(br),
+                                      static_cast<std::uint64_t>(b)));
+                s[static_cast<std::size_t>((i * 2 + br) * B + b)] = r.bernoulli(keep) ? static_cast<T>(1.0 / keep) : T(0);
+            }
+    }
+    return s;
+}
 
 template <class T, class Backend = backend::Cpu>
 class VitEncoder {
@@ -45,6 +77,7 @@ public:
         LCMAE_CHECK(opt_.max_keep >= 1 && opt_.max_keep <= d.tokens(),
                     "encoder max_keep " << opt_.max_keep << " is outside [1, " << d.tokens() << "]");
         LCMAE_CHECK(!opt_.mask_token || opt_.max_keep == d.tokens(), "a mask-token encoder sees all tokens");
+        LCMAE_CHECK(!(opt_.drop_path && opt_.forward_only), "drop path needs a trainable encoder, not forward_only");
         const std::string& p = opt_.prefix;
         geom_ = nn::PatchGeometry{d.channels, d.image, d.patch};
         cls_ = P.add(p + "cls_token", Shape{1, 1, d.dim});
@@ -69,7 +102,7 @@ public:
             for (long i = 0; i < d.depth; ++i) blocks_.emplace_back(P, A_, p + "blocks." + std::to_string(i), bp);
             scratch_.plan(A_, bp);
         }
-        norm_ = nn::LayerNorm<T, Backend>(P, p + "norm", d.dim);
+        if (opt_.final_norm) norm_ = nn::LayerNorm<T, Backend>(P, p + "norm", d.dim);
         patches_ = A_.reserve(opt_.max_batch * opt_.max_keep * geom_.patch_dim());
         emb_ = A_.reserve(opt_.max_batch * opt_.max_keep * d.dim);
         x0_ = A_.reserve(rows * d.dim);
@@ -79,6 +112,7 @@ public:
         if (!opt_.forward_only) dx_ = A_.reserve(rows * d.dim);
         if (opt_.mask_token) w_ = A_.reserve(opt_.max_batch * d.tokens());
         pos_slot_ = A_.reserve((1 + d.tokens()) * d.dim);
+        if (opt_.drop_path) drop_ = A_.reserve(d.depth * 2 * opt_.max_batch);
         A_.allocate();
         pos_ = nn::sincos_pos_embed_2d<T>(d.dim, d.grid());  // host copy; uploaded by the first forward
     }
@@ -92,7 +126,21 @@ public:
         if (opt_.mask_token) nn::init_normal(P.value(mask_token_), dims_.dim, 0.02, nn::init_rng(seed, opt_.prefix + "mask_token"));
         patch_embed_.init(P, seed);
         for (const auto& b : blocks_) b.init(P, seed);
-        norm_.init(P, seed);
+        if (opt_.final_norm) norm_.init(P, seed);
+    }
+
+    /// Drop path for the following forwards and backwards: host_scales (depth, 2, B) as
+    /// drop_path_scales() makes them, uploaded once; null turns it off (evaluation). Every forward
+    /// then needs batch B. Needs an encoder built with drop_path = true.
+    void set_drop_path(const Backend& ctx, const T* host_scales, long B) {
+        if (host_scales == nullptr) {
+            drop_B_ = 0;
+            return;
+        }
+        LCMAE_CHECK(opt_.drop_path, "set_drop_path needs an encoder built with drop_path = true");
+        LCMAE_CHECK(B >= 1 && B <= opt_.max_batch, "drop path batch " << B << " is outside [1, " << opt_.max_batch << "]");
+        upload(ctx, dims_.depth * 2 * B, host_scales, A_.at(drop_));
+        drop_B_ = B;
     }
 
     /// images (B, C, H, W); keep (B, K) token ids per sample (in the order the caller wants them),
@@ -129,12 +177,16 @@ public:
         LCMAE_CHECK(B_ > 0, "encoder backward called before forward");
         const long B = B_, N = 1 + K_, D = dims_.dim, rows = B * N;
         Ptr dx = A_.at(dx_);
-        fill(ctx, rows * D, T(0), dx);
-        CPtr last = blocks_.empty() ? A_.at(x0_) : A_.at(blocks_.back().out);
-        norm_.backward(ctx, P, last, A_.at(mean_), A_.at(rstd_), d_out, dx, rows);
+        if (opt_.final_norm) {
+            fill(ctx, rows * D, T(0), dx);
+            CPtr last = blocks_.empty() ? A_.at(x0_) : A_.at(blocks_.back().out);
+            norm_.backward(ctx, P, last, A_.at(mean_), A_.at(rstd_), d_out, dx, rows);
+        } else {
+            copy(ctx, rows * D, d_out, dx);
+        }
         for (long i = static_cast<long>(blocks_.size()) - 1; i >= 0; --i) {
             CPtr x_in = i == 0 ? A_.at(x0_) : A_.at(blocks_[i - 1].out);
-            blocks_[i].backward(ctx, P, A_, x_in, B, N, dx, scratch_);
+            blocks_[i].backward(ctx, P, A_, x_in, B, N, dx, scratch_, drop_of(i));
         }
         Ptr demb = A_.at(emb_);  // reused: the embedding itself is no longer needed
         split_token_grads(ctx, B, K_, D, CPtr(dx), P.grad(cls_), demb);
@@ -173,6 +225,7 @@ private:
     void begin(const Backend& ctx, long B, long K) {
         LCMAE_CHECK(B >= 1 && B <= opt_.max_batch, "encoder batch " << B << " is outside the planned [1, " << opt_.max_batch << "]");
         LCMAE_CHECK(K >= 1 && K <= opt_.max_keep, "encoder got " << K << " kept tokens; planned [1, " << opt_.max_keep << "]");
+        LCMAE_CHECK(drop_B_ == 0 || B == drop_B_, "drop path was set for batch " << drop_B_ << ", the forward has " << B);
         B_ = B;
         K_ = K;
         if (!pos_uploaded_) {  // once: the fixed table moves to the backend with the first forward
@@ -183,12 +236,18 @@ private:
     CPtr run_blocks(const Backend& ctx, const ParamArena<T, Backend>& P) {
         const long B = B_, N = 1 + K_;
         CPtr x = A_.at(x0_);
-        for (const auto& b : blocks_) {
-            b.forward(ctx, P, A_, x, B, N);
-            x = A_.at(b.out);
+        for (long i = 0; i < long(blocks_.size()); ++i) {
+            blocks_[i].forward(ctx, P, A_, x, B, N, drop_of(i));
+            x = A_.at(blocks_[i].out);
         }
+        if (!opt_.final_norm) return x;
         norm_.forward(ctx, P, x, A_.at(out_), A_.at(mean_), A_.at(rstd_), B * N);
         return A_.at(out_);
+    }
+    /// Block i's 2B drop-path scales, or null when drop path is off.
+    CPtr drop_of(long i) {
+        if (drop_B_ == 0) return CPtr(nullptr);
+        return CPtr(A_.at(drop_)) + i * 2 * drop_B_;
     }
 
     vit::VitDims dims_;
@@ -200,10 +259,11 @@ private:
     nn::LayerNorm<T, Backend> norm_;
     ActivationArena<T, Backend> A_;
     nn::BlockScratch<T, Backend> scratch_;
-    Slot patches_, emb_, x0_, out_, mean_, rstd_, dx_, w_, pos_slot_;
+    Slot patches_, emb_, x0_, out_, mean_, rstd_, dx_, w_, pos_slot_, drop_;
     std::vector<T> pos_;  // host copy of the fixed table (checkpoint export, tests)
     bool pos_uploaded_ = false;
     long B_ = 0, K_ = 0;
+    long drop_B_ = 0;  // batch of the active drop-path scales; 0 = off
 };
 
 }  // namespace lcmae::models

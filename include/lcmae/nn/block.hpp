@@ -3,6 +3,12 @@
 // A Block owns the activations it saves for backward (planned in an ActivationArena for the
 // largest batch and token count); the backward scratch is shared by all blocks of one stack
 // (BlockScratch), since blocks run backward one after another.
+//
+// Drop path (stochastic depth, fine-tuning): forward and backward optionally take `drop`, 2B
+// per-sample scales in backend memory (drop[0:B] for the attention branch, drop[B:2B] for the MLP
+// branch; 0 drops the branch of that sample, 1 / keep_prob keeps it), so
+//   x1 = x + drop[b] Attn(LN1(x));  out = x1 + drop[B + b] MLP(LN2(x1)).
+// Without `drop` (null, the default) the block runs exactly the ops it always ran.
 #pragma once
 
 #include <string>
@@ -91,27 +97,43 @@ struct Block {
     }
 
     /// x (B, N, D) -> A.at(out) (B, N, D). x must stay valid until backward.
+    /// drop: null, or 2B drop-path scales (see the header).
     void forward(const Backend& ctx, const ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, CPtr x,
-                 long B, long N) const {
+                 long B, long N, CPtr drop = CPtr(nullptr)) const {
         check_size(B, N);
         const long rows = B * N, d = plan.dim;
         norm1.forward(ctx, P, x, A.at(ln1), A.at(mean1), A.at(rstd1), rows);
         attn.forward(ctx, P, A.at(ln1), B, N, A.at(qkv), A.at(probs), A.at(att), A.at(x1));
+        if (drop) scale_rows(ctx, B, N * d, drop, A.at(x1));
         add_inplace(ctx, rows * d, x, A.at(x1));
         norm2.forward(ctx, P, A.at(x1), A.at(ln2), A.at(mean2), A.at(rstd2), rows);
         mlp.forward(ctx, P, A.at(ln2), A.at(h_pre), A.at(h), A.at(out), rows);
+        if (drop) scale_rows(ctx, B, N * d, drop + B, A.at(out));
         add_inplace(ctx, rows * d, A.at(x1), A.at(out));
     }
 
     /// In place: `d` holds dL/d(out) on entry and dL/dx on exit. Parameter grads accumulate.
+    /// drop: the scales the forward used (null: none).
     void backward(const Backend& ctx, ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, CPtr x, long B, long N,
-                  Ptr d, const BlockScratch<T, Backend>& s) const {
+                  Ptr d, const BlockScratch<T, Backend>& s, CPtr drop = CPtr(nullptr)) const {
         check_size(B, N);
-        const long rows = B * N;
+        const long rows = B * N, dm = plan.dim;
         Ptr d_ln = A.at(s.d_ln);
-        mlp.backward(ctx, P, A.at(ln2), A.at(h_pre), A.at(h), d, d_ln, A.at(s.d_h), rows);
+        CPtr dy = d;  // the gradient of a residual branch's output: d, or d times the sample's scale
+        if (drop) {   // d_att is free until the attention backward
+            copy(ctx, rows * dm, CPtr(d), A.at(s.d_att));
+            scale_rows(ctx, B, N * dm, drop + B, A.at(s.d_att));
+            dy = A.at(s.d_att);
+        }
+        mlp.backward(ctx, P, A.at(ln2), A.at(h_pre), A.at(h), dy, d_ln, A.at(s.d_h), rows);
         norm2.backward(ctx, P, A.at(x1), A.at(mean2), A.at(rstd2), d_ln, d, rows);  // d += ...
-        attn.backward(ctx, P, A.at(ln1), B, N, A.at(qkv), A.at(probs), A.at(att), d, d_ln, A.at(s.d_att),
+        dy = d;
+        if (drop) {  // d_ln is read by the attention's first op (proj) before its last op writes it
+            copy(ctx, rows * dm, CPtr(d), d_ln);
+            scale_rows(ctx, B, N * dm, drop, d_ln);
+            dy = d_ln;
+        }
+        attn.backward(ctx, P, A.at(ln1), B, N, A.at(qkv), A.at(probs), A.at(att), dy, d_ln, A.at(s.d_att),
                       A.at(s.d_qkv), A.at(s.d_probs));
         norm1.backward(ctx, P, x, A.at(mean1), A.at(rstd1), d_ln, d, rows);  // d += ...
     }

@@ -62,6 +62,15 @@ struct WarmupCosine {
     double at(std::int64_t epoch, std::int64_t it, std::int64_t iters_per_epoch) const {
         return (*this)(fractional_epoch(epoch, it, iters_per_epoch));
     }
+    /// lr_max = scaled_lr(blr, batch) (the linear rule), then warm-up and cosine as given.
+    static WarmupCosine from_blr(double blr, std::int64_t batch, double min_lr, double warmup_epochs, double epochs) {
+        WarmupCosine s;
+        s.lr_max = scaled_lr(blr, batch);
+        s.min_lr = min_lr;
+        s.warmup_epochs = warmup_epochs;
+        s.epochs = epochs;
+        return s;
+    }
 };
 
 /// EMA momentum of optimiser step i of n: cosine from `base` (i = 0) to 1 (i = n).

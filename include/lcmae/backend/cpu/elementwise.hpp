@@ -54,6 +54,17 @@ inline void scale_inplace(const backend::Cpu& ctx, long n, T alpha, T* y) {
     for (long i = 0; i < n; ++i) y[i] *= alpha;
 }
 
+template <class T>
+inline void scale_rows(const backend::Cpu& ctx, long rows, long cols, const T* s, T* y) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long r = 0; r < rows; ++r) {
+        const T a = s[r];
+        T* yr = y + r * cols;
+#pragma omp simd
+        for (long c = 0; c < cols; ++c) yr[c] *= a;
+    }
+}
+
 /// Exact GELU: x * Phi(x) with Phi the standard normal CDF via erf (PyTorch's default nn.GELU).
 template <class T>
 inline T erf_(T x) {

@@ -58,6 +58,13 @@ __global__ void scale_kernel(long long n, T alpha, T* y) {
         y[i] *= alpha;
 }
 
+template <class T>
+__global__ void scale_rows_kernel(long long rows, long long cols, const T* __restrict__ s, T* __restrict__ y) {
+    const long long n = rows * cols;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        y[i] *= s[i / cols];
+}
+
 // GELU, erf form: gelu(x) = x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2,
 // gelu'(x) = Phi(x) + x * phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
 template <class A>
@@ -162,6 +169,15 @@ inline void scale_inplace(const backend::Cuda& ctx, long n, T alpha, T* y) {
     using namespace backend::cuda_detail;
     scale_kernel<T><<<blocks_for(n), kThreads, 0, ctx.stream()>>>(n, alpha, y);
     LCMAE_CUDA_CHECK_LAUNCH("scale_kernel");
+}
+
+template <class T>
+inline void scale_rows(const backend::Cuda& ctx, long rows, long cols, const T* s, T* y) {
+    LCMAE_CHECK(rows >= 0 && cols >= 0, "scale_rows sizes must be non-negative, got " << rows << " x " << cols);
+    if (rows == 0 || cols == 0) return;
+    using namespace backend::cuda_detail;
+    scale_rows_kernel<T><<<blocks_for(rows * cols), kThreads, 0, ctx.stream()>>>(rows, cols, s, y);
+    LCMAE_CUDA_CHECK_LAUNCH("scale_rows_kernel");
 }
 
 template <class T>
