@@ -401,11 +401,10 @@ struct Window {
     }
 };
 
+/// "mim loss is", "gg loss is", "mim and gg losses are" (or "total loss is").
 std::string non_finite_parts(const models::StepLosses& l) {
-    std::string s;
-    if (!std::isfinite(l.mim)) s = "mim";
-    if (!std::isfinite(l.gg)) s += s.empty() ? "gg" : " and gg";
-    return s.empty() ? "total" : s;
+    const bool mim = !std::isfinite(l.mim), gg = !std::isfinite(l.gg);
+    return mim && gg ? "mim and gg losses are" : mim ? "mim loss is" : gg ? "gg loss is" : "total loss is";
 }
 
 template <class Crop>
@@ -496,7 +495,7 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
             } catch (const train::NonFiniteLoss& e) {
                 progress.finish_line();
                 std::fprintf(stderr,
-                             "%s: stopped at step %lld (micro-batch %lld): the %s loss is not finite (mim %g, gg %g); "
+                             "%s: stopped at step %lld (micro-batch %lld): the %s not finite (mim %g, gg %g); "
                              "nothing was saved after it%s\n",
                              prog.c_str(), (long long)e.step, (long long)e.micro, non_finite_parts(e.losses).c_str(), e.losses.mim,
                              e.losses.gg,

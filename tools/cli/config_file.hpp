@@ -33,7 +33,9 @@ inline std::vector<std::pair<const Option*, std::string>> read_config_file(const
     try {
         root = json::parse(text.str(), where, json::Dialect::Config);
     } catch (const lcmae::Error& e) {
-        usage_error(e.what(), help_command);
+        const std::string m = e.what();  // "lcmae error at <source>:<line>: malformed JSON in <where> at byte ..."
+        const auto at = m.find("malformed JSON");
+        usage_error(at == std::string::npos ? m : m.substr(at), help_command);
     }
     if (!root.is_object()) usage_error(where + " must hold a JSON object of options, not " + root.type_name(), help_command);
     std::vector<std::pair<const Option*, std::string>> out;
