@@ -4,6 +4,7 @@
 #                    after the resume), checkpoint and training state; A's and B's final
 #                    checkpoint.safetensors and train_state.safetensors are identical byte for byte;
 #                    B's resumed run also runs the k-NN on a few hundred images (eval-knn.json).
+#   MODE=sigint      Ctrl-C (SIGINT) saves and exits 0; the run resumes from that save.
 #   MODE=nan         an absurd --blr makes the loss non-finite: exit status 1, a message naming the
 #                    step and the loss part, and the checkpoint of the last good step stays.
 # EXE: the lcmae program; WORK: a scratch folder (emptied first).
@@ -74,6 +75,18 @@ elseif(MODE STREQUAL "nan")
   run_lcmae(1 "stopped at step 3 .micro-batch 2.: the (mim|gg|mim and gg) loss(es)? (is|are) not finite .*the last good checkpoint in .* is step 2"
             --limit 64 --batch 16 --blr 1e30 --save-every 1 --threads 1 --no-eval --out ${WORK}/N)
   require_files(${WORK}/N checkpoint.safetensors train_state.safetensors)
+elseif(MODE STREQUAL "sigint")
+  # Ctrl-C after a few seconds: saved, exit status 0, and the run resumes from there
+  execute_process(COMMAND timeout -s INT --preserve-status 6 ${EXE} pretrain --limit 4096 --batch 8 --threads 1 --no-eval
+                          --save-every 0 --out ${WORK}/S
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message("${out}${err}")
+  if(NOT rc STREQUAL "0" OR NOT "${out}" MATCHES "stop requested: saving and exiting.*saved .*checkpoint.safetensors")
+    message(FATAL_ERROR "Ctrl-C: exit status '${rc}', expected 0 after 'stop requested: saving and exiting'")
+  endif()
+  require_files(${WORK}/S checkpoint.safetensors train_state.safetensors metrics.jsonl config.json)
+  run_lcmae(0 "resumed from .*S at step [0-9]+" --limit 4096 --batch 8 --threads 1 --no-eval --save-every 0 --minutes 0.01
+            --resume ${WORK}/S)
 else()
-  message(FATAL_ERROR "MODE must be run_resume or nan")
+  message(FATAL_ERROR "MODE must be run_resume, nan or sigint")
 endif()

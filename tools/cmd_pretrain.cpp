@@ -467,8 +467,6 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
         trainer.save(out, meta);
         saved_step = trainer.step();
     };
-    std::signal(SIGINT, request_stop);
-    std::signal(SIGTERM, request_stop);
     apps::Progress progress;
     const auto t0 = std::chrono::steady_clock::now();
     const std::int64_t step0 = trainer.step();
@@ -595,6 +593,9 @@ int dispatch(const Args& a, const backend::Cpu& ctx) {
 namespace lcmae::tools {
 int cmd_pretrain(int argc, char** argv) {
     const Args a = parse(argc, argv);
+    // from here on Ctrl-C / SIGTERM stop cleanly (a stop while the data loads saves step 0)
+    std::signal(SIGINT, request_stop);
+    std::signal(SIGTERM, request_stop);
     check_output_dir(a.out);  // an unusable --out fails now, not after training
     write_atomic(std::filesystem::path(a.out) / "config.json", config_json(a));
     const backend::Cpu ctx = a.threads > 0 ? backend::Cpu(a.threads) : backend::Cpu();
