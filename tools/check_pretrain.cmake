@@ -8,16 +8,12 @@
 #   MODE=nan         an absurd --blr makes the loss non-finite: exit status 1, a message naming the
 #                    step and the loss part, and the checkpoint of the last good step stays.
 # EXE: the lcmae program; WORK: a scratch folder (emptied first).
+# `lcmae pretrain ARGN` must exit with expect_rc and print something matching regex (check_cli.cmake).
 function(run_lcmae expect_rc regex)
-  execute_process(COMMAND ${EXE} pretrain ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  message("${EXE} pretrain ${ARGN}\n${out}${err}")
-  if(NOT rc STREQUAL "${expect_rc}")
-    message(FATAL_ERROR "exit status '${rc}', expected ${expect_rc}")
-  endif()
-  string(REPLACE "\n" " " flat "${out}${err}")
-  if(NOT flat MATCHES "${regex}")
-    message(FATAL_ERROR "the output does not match '${regex}'")
-  endif()
+  set(EXPECT_RC ${expect_rc})
+  set(REGEX "${regex}")
+  set(ARGS pretrain ${ARGN})
+  include(${CMAKE_CURRENT_LIST_DIR}/check_cli.cmake)
 endfunction()
 function(require_files dir)
   foreach(f IN LISTS ARGN)
