@@ -228,7 +228,10 @@ Args parse(int argc, char** argv) {
         if (!a.resume.empty()) a.out = a.resume;
         else if (a.data == "fashion-mnist") a.out = "runs/fashion-mnist";
         else if (a.data.rfind("cifar10:", 0) == 0) a.out = "runs/cifar10";
-        else a.out = "runs/" + std::filesystem::path(a.data).lexically_normal().filename().string();
+        else {
+            const auto dir = std::filesystem::path(a.data).lexically_normal();  // "imgs/" -> name "imgs"
+            a.out = "runs/" + (dir.has_filename() ? dir : dir.parent_path()).filename().string();
+        }
     }
     return a;
 }
