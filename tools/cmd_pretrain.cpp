@@ -203,6 +203,11 @@ Args parse(int argc, char** argv) {
     for (const auto& [o, v] : cmdline) apply(a, *o, v);
 
     // values and combinations, before anything is read or written
+    const auto num = [](double x) {
+        std::ostringstream o;
+        o << x;
+        return o.str();
+    };
     const auto one_of = [&](const char* name, const std::string& v, std::initializer_list<const char*> allowed, const std::string& words) {
         for (const char* x : allowed)
             if (v == x) return;
@@ -220,9 +225,9 @@ Args parse(int argc, char** argv) {
                 usage(a, std::string("option ") + guided + " applies to --method lcmae and lc-simmim (plain MAE has no guidance branch)");
     if (a.method == "lc-simmim" && !a.given.count("--mask-ratio")) a.mask_ratio = 0.6;
     if (a.method == "lcmae" && a.mask_ratio < 0.5)
-        usage(a, "--method lcmae needs --mask-ratio >= 0.5 (its symmetric views mask disjoint halves), got " + std::to_string(a.mask_ratio));
+        usage(a, "--method lcmae needs --mask-ratio >= 0.5 (its symmetric views mask disjoint sets), got " + num(a.mask_ratio));
     if (a.warmup > double(a.epochs))
-        usage(a, "option --warmup expects a number in [0, --epochs = " + std::to_string(a.epochs) + "], got " + std::to_string(a.warmup));
+        usage(a, "option --warmup expects a number in [0, --epochs = " + std::to_string(a.epochs) + "], got " + num(a.warmup));
     if (a.out.empty() && a.given.count("--out")) usage(a, "option --out must not be empty");
     if (a.out.empty()) {
         if (!a.resume.empty()) a.out = a.resume;
