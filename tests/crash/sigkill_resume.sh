@@ -17,7 +17,7 @@ mkdir -p "$W"
 fail() { echo "FAIL: $*"; for f in "$W"/log.*; do echo "--- $f"; tail -5 "$f"; done; exit 1; }
 
 # --minutes 5: the schedule never ends on its own here; only the kills (and the final stop) end runs
-args=(--data fashion-mnist --batch 8 --save-every 1 --epochs 1 --warmup 0.01 --threads 1 --out "$OUT")
+args=(--data fashion-mnist --batch 8 --save-every 1 --epochs 1 --warmup 0.01 --threads 1 --no-eval --out "$OUT")
 last_saved=0
 RANDOM=${LCMAE_KILL_SEED:-7}
 for ((i = 1; i <= KILLS; i++)); do

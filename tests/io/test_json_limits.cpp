@@ -119,3 +119,24 @@ TEST_CASE("json limits: invalid UTF-8 and lone surrogates are rejected with the 
     CHECK(throws_with([&] { json::parse(R"("\u12g4")"); }, "at byte 5: bad hex digit"));
     CHECK(json::parse(R"("\ud83d\ude00")").as_string() == "\xf0\x9f\x98\x80");
 }
+
+TEST_CASE("json: Dialect::Config accepts numbers and true/false; the default dialect still refuses them") {
+    const auto v = json::parse(R"({"blr": 1.5e-3, "alpha": 0.25, "epochs": 3, "no-eval": true, "x": false, "m": -2E+2})", "cfg",
+                               json::Dialect::Config);
+    CHECK(v.find("blr")->is_number());
+    CHECK(v.find("blr")->as_number() == 1.5e-3);
+    CHECK(v.find("alpha")->as_number() == 0.25);
+    CHECK(v.find("epochs")->is_integer());
+    CHECK(v.find("epochs")->as_number() == 3.0);
+    CHECK(v.find("no-eval")->as_bool());
+    CHECK_FALSE(v.find("x")->as_bool());
+    CHECK(v.find("m")->as_number() == -200.0);
+    CHECK(json::dump(v) == R"({"blr":1.5e-3,"alpha":0.25,"epochs":3,"no-eval":true,"x":false,"m":-2E+2})");
+    CHECK(throws_with([&] { json::parse(R"({"a": 1.5})"); }, "floating-point numbers are not supported"));
+    CHECK(throws_with([&] { json::parse(R"({"a": true})"); }, "true/false/null are not supported"));
+    CHECK(throws_with([&] { json::parse(R"({"a": null})", "cfg", json::Dialect::Config); }, "null is not supported"));
+    CHECK(throws_with([&] { json::parse(R"({"a": 1.})", "cfg", json::Dialect::Config); }, "expected a digit"));
+    CHECK(throws_with([&] { json::parse(R"({"a": 1e999})", "cfg", json::Dialect::Config); }, "number out of the double range"));
+    CHECK(throws_with([&] { json::parse(R"({"a": tru})", "cfg", json::Dialect::Config); }, "expected true or false"));
+    CHECK(sizeof(json::Value) <= 32);
+}

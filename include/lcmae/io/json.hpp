@@ -7,15 +7,23 @@
 // that names the byte offset and what was expected. Trailing whitespace is allowed (safetensors
 // pads the header with spaces to an 8-byte boundary).
 //
+// Dialect::Config (opt-in, for settings files such as `lcmae pretrain --config`) also accepts
+// numbers with a fraction or exponent (Type::Number: a finite double plus its source text) and
+// true/false (Type::Bool); null and everything else above stay errors.
+//
 // Objects keep their members in file order (a vector of pairs), so a header round-trips.
 #pragma once
 
 #include <cstddef>
+#include <bit>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -24,7 +32,11 @@
 
 namespace lcmae::json {
 
-/// A JSON value restricted to object / array / string / integer.
+/// What a parse accepts (see the file comment): Safetensors is the default.
+enum class Dialect { Safetensors, Config };
+
+/// A JSON value restricted to object / array / string / integer (and, parsed with
+/// Dialect::Config, number and bool).
 ///
 /// Compact on purpose (32 bytes): an integer or an empty string/array/object allocates nothing,
 /// a non-empty string or container holds one heap block. Objects with more than a handful of
@@ -32,7 +44,7 @@ namespace lcmae::json {
 /// take constant time instead of scanning the members.
 class Value {
 public:
-    enum class Type : std::uint8_t { Object, Array, String, Integer };
+    enum class Type : std::uint8_t { Object, Array, String, Integer, Number, Bool };
     using Member = std::pair<std::string, Value>;
 
     Value() : type_(Type::Object) {}
@@ -60,18 +72,35 @@ public:
         v.int_ = i;
         return v;
     }
+    /// A number with a fraction or exponent; `text` is how it is written (kept for dump()).
+    static Value number(double x, std::string text) {
+        Value v(Type::Number);
+        v.int_ = std::bit_cast<std::int64_t>(x);  // the bits of the double: Value stays 32 bytes
+        v.str_ = std::make_unique<std::string>(std::move(text));
+        return v;
+    }
+    static Value boolean(bool b) {
+        Value v(Type::Bool);
+        v.int_ = b ? 1 : 0;
+        return v;
+    }
 
     Type type() const noexcept { return type_; }
     bool is_object() const noexcept { return type_ == Type::Object; }
     bool is_array() const noexcept { return type_ == Type::Array; }
     bool is_string() const noexcept { return type_ == Type::String; }
     bool is_integer() const noexcept { return type_ == Type::Integer; }
+    /// An integer or a number with a fraction or exponent.
+    bool is_number() const noexcept { return type_ == Type::Integer || type_ == Type::Number; }
+    bool is_bool() const noexcept { return type_ == Type::Bool; }
     static const char* type_name(Type t) noexcept {
         switch (t) {
             case Type::Object: return "an object";
             case Type::Array: return "an array";
             case Type::String: return "a string";
             case Type::Integer: return "an integer";
+            case Type::Number: return "a number";
+            case Type::Bool: return "true or false";
         }
         return "?";
     }
@@ -85,6 +114,19 @@ public:
     std::int64_t as_integer() const {
         LCMAE_CHECK(is_integer(), "JSON value is " << type_name() << ", expected an integer");
         return int_;
+    }
+    double as_number() const {
+        LCMAE_CHECK(is_number(), "JSON value is " << type_name() << ", expected a number");
+        return type_ == Type::Integer ? double(int_) : std::bit_cast<double>(int_);
+    }
+    bool as_bool() const {
+        LCMAE_CHECK(is_bool(), "JSON value is " << type_name() << ", expected true or false");
+        return int_ != 0;
+    }
+    /// A number as written in the text (an integer in decimal).
+    std::string number_text() const {
+        LCMAE_CHECK(is_number(), "JSON value is " << type_name() << ", expected a number");
+        return type_ == Type::Integer ? std::to_string(int_) : *str_;
     }
     const std::vector<Value>& items() const {
         LCMAE_CHECK(is_array(), "JSON value is " << type_name() << ", expected an array");
@@ -156,7 +198,8 @@ namespace detail {
 
 class Parser {
 public:
-    Parser(std::string_view text, std::string_view what) : s_(text), what_(what) {}
+    Parser(std::string_view text, std::string_view what, Dialect dialect = Dialect::Safetensors)
+        : s_(text), what_(what), config_(dialect == Dialect::Config) {}
 
     Value parse_document() {
         skip_ws();
@@ -201,6 +244,16 @@ private:
         if (c == '[') return parse_array(depth);
         if (c == '"') return Value::string(parse_string());
         if (c == '-' || (c >= '0' && c <= '9')) return parse_integer();
+        if (config_ && (c == 't' || c == 'f' || c == 'n')) {
+            for (const bool b : {true, false}) {
+                const std::string_view word = b ? "true" : "false";
+                if (s_.substr(i_, word.size()) == word) {
+                    i_ += word.size();
+                    return Value::boolean(b);
+                }
+            }
+            fail(c == 'n' ? "null is not supported" : "expected true or false");
+        }
         if (c == 't' || c == 'f' || c == 'n') fail("true/false/null are not supported in a safetensors header");
         fail("expected an object, array, string or integer");
     }
@@ -284,7 +337,10 @@ private:
             acc = acc * 10 - d;
             ++i_;
         }
-        if (peek() == '.' || peek() == 'e' || peek() == 'E') fail("floating-point numbers are not supported");
+        if (peek() == '.' || peek() == 'e' || peek() == 'E') {
+            if (!config_) fail("floating-point numbers are not supported");
+            return parse_fraction(start);
+        }
         if (!neg) {
             if (acc == std::numeric_limits<std::int64_t>::min()) {
                 i_ = start;
@@ -293,6 +349,31 @@ private:
             acc = -acc;
         }
         return Value::integer(acc);
+    }
+
+    /// Dialect::Config: the rest of a number after its integer part (JSON's grammar: '.' digits,
+    /// then e/E, an optional sign and digits); it must be a finite double.
+    Value parse_fraction(std::size_t start) {
+        const auto digits = [&] {
+            if (!(peek() >= '0' && peek() <= '9')) fail("expected a digit");
+            while (peek() >= '0' && peek() <= '9') ++i_;
+        };
+        if (peek() == '.') {
+            ++i_;
+            digits();
+        }
+        if (peek() == 'e' || peek() == 'E') {
+            ++i_;
+            if (peek() == '+' || peek() == '-') ++i_;
+            digits();
+        }
+        double x = 0;
+        const auto [ptr, ec] = std::from_chars(s_.data() + start, s_.data() + i_, x);
+        if (ec != std::errc{} || ptr != s_.data() + i_ || !std::isfinite(x)) {
+            i_ = start;
+            fail("number out of the double range");
+        }
+        return Value::number(x, std::string(s_.substr(start, i_ - start)));
     }
 
     unsigned hex4() {
@@ -421,6 +502,7 @@ private:
 
     std::string_view s_;
     std::string_view what_;
+    bool config_ = false;
     std::size_t i_ = 0;
 };
 
@@ -454,6 +536,8 @@ inline void write_value(std::string& out, const Value& v) {
     switch (v.type()) {
         case Value::Type::String: write_string(out, v.as_string()); break;
         case Value::Type::Integer: out += std::to_string(v.as_integer()); break;
+        case Value::Type::Number: out += v.number_text(); break;
+        case Value::Type::Bool: out += v.as_bool() ? "true" : "false"; break;
         case Value::Type::Array: {
             out += '[';
             bool first = true;
@@ -484,8 +568,8 @@ inline void write_value(std::string& out, const Value& v) {
 }  // namespace detail
 
 /// Parses `text` strictly; `what` names the source in error messages (e.g. the file name).
-inline Value parse(std::string_view text, std::string_view what = "JSON text") {
-    return detail::Parser(text, what).parse_document();
+inline Value parse(std::string_view text, std::string_view what = "JSON text", Dialect dialect = Dialect::Safetensors) {
+    return detail::Parser(text, what, dialect).parse_document();
 }
 
 /// Compact serialisation (no spaces), members in insertion order.

@@ -57,6 +57,16 @@ struct TrainConfig {
     bool allow_config_change = false;
 };
 
+/// What Trainer::micro_batch() throws when the loss is not finite, before the optimiser sees it:
+/// the losses (which part is not finite), the optimiser step it belonged to (1-based: the step it
+/// would have completed) and the micro-batch counter.
+struct NonFiniteLoss : Error {
+    NonFiniteLoss(const std::string& message, const models::StepLosses& l, std::int64_t s, std::int64_t m)
+        : Error(message), losses(l), step(s), micro(m) {}
+    models::StepLosses losses;
+    std::int64_t step, micro;
+};
+
 template <class T, class Backend = backend::Cpu>
 class Trainer {
 public:
@@ -100,8 +110,12 @@ public:
         Report r;
         Rng rng(cfg_.seed, stream_id(0x4D41534Bull /* "MASK" */, std::uint64_t(micro_)));
         r.losses = model_.forward_backward(ctx, host_view1, host_view2, B, rng, 1.0 / cfg_.accumulation);
-        LCMAE_CHECK(std::isfinite(r.losses.total), "the loss is not finite (" << r.losses.total << ") at micro-batch "
-                                                                             << micro_ << "; stopping before the weights are damaged");
+        if (!std::isfinite(r.losses.total)) {
+            std::ostringstream m;
+            m << "the loss is not finite (total " << r.losses.total << ": mim " << r.losses.mim << ", gg " << r.losses.gg
+              << ") at micro-batch " << micro_ << " (optimiser step " << step_ + 1 << "); stopping before the weights are damaged";
+            throw NonFiniteLoss(m.str(), r.losses, step_ + 1, micro_);
+        }
         r.lr = lr_at(epoch_, it_);
         ++micro_;
         ++it_;
