@@ -159,10 +159,25 @@ public:
     }
     /// The encoder's tensors from a checkpoint: names are prefix + timm's names ("" = the online
     /// encoder of a main-job checkpoint, "target." = its EMA target). Every encoder tensor must be
-    /// present with the right shape (lcmae::Error lists what is not); other tensors are ignored.
+    /// present with the right shape (lcmae::Error lists what is not); other tensors are ignored,
+    /// except prefix + "pos_embed" (1, 1 + L, D), which a checkpoint imported from timm carries
+    /// (`lcmae import`): it replaces the fixed sin-cos table.
     io::LoadReport load(const Backend& ctx, const std::filesystem::path& path, std::string_view prefix = "") {
         LCMAE_CHECK(std::filesystem::exists(path), "checkpoint file '" << path.string() << "' does not exist");
-        return io::load_params(ctx, path, P_, prefix, io::Strictness::IgnoreUnexpected);
+        const io::SafetensorsFile file(path);
+        io::LoadReport report = io::load_params(ctx, file, P_, prefix, io::Strictness::IgnoreUnexpected);
+        const std::string pos_name = std::string(prefix) + "pos_embed";
+        if (const io::TensorInfo* t = file.find(pos_name)) {
+            const Shape want{1, 1 + dims_.tokens(), dims_.dim};
+            LCMAE_CHECK(t->shape == want, "checkpoint '" << path.string() << "': tensor '" << pos_name << "' has shape "
+                                                         << t->shape.str() << ", expected " << want.str());
+            std::vector<T> pos(t->numel());
+            file.read_into(*t, pos.data(), pos.size());
+            encoder_->set_pos_embed(std::move(pos));
+            std::erase(report.unexpected, pos_name);
+            report.loaded.push_back(pos_name);
+        }
+        return report;
     }
 
     /// Features of the first `limit` images of ds (0 = all), max_batch at a time. `threads` host
