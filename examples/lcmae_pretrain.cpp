@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "lcmae/apps/main_job_models.hpp"
+#include "lcmae/apps/timm_transfer.hpp"
 #include "lcmae/data/idx.hpp"
 #include "lcmae/data/image_folder.hpp"
 #include "lcmae/data/loader.hpp"
@@ -317,11 +318,9 @@ int run(const Args& a, const backend::Cpu& ctx) {
     std::printf("saved %s/checkpoint.safetensors and %s/train_state.safetensors at step %lld\n", a.out.c_str(),
                 a.out.c_str(), (long long)trainer.step());
     if (!a.export_encoder.empty()) {
-        io::EncoderExport<float> ex;
-        ex.pos_embed = model.encoder().pos_embed().data();
-        ex.pos_embed_shape = Shape{1, 1 + spec.encoder.tokens(), spec.encoder.dim};
-        ex.metadata = meta;
-        io::export_encoder(a.export_encoder, model.params(), ex);
+        // the checkpoint just saved, through the code of `lcmae export` (lcmae/apps/timm_transfer.hpp)
+        apps::export_checkpoint_encoder(std::filesystem::path(a.out) / "checkpoint.safetensors", a.export_encoder,
+                                        spec.encoder);
         std::printf("exported the encoder (timm VisionTransformer names) to %s\n", a.export_encoder.c_str());
     }
     return 0;
