@@ -116,17 +116,7 @@ Args parse(int argc, char** argv) {
     if (proto != "knn" && proto != "linear") usage_error("unknown protocol '" + proto + "' (expected knn or linear)");
     a.protocol = proto;
     for (int i = 2; i < argc; ++i) {
-        const std::string k = argv[i];
-        const Option* opt = nullptr;
-        opt = cli::find_option(options(), k);
-        if (opt == nullptr) usage_error("unknown option '" + k + "' for 'lcmae eval " + proto + "'", proto);
-        if (std::string(opt->scope) != "all" && opt->scope != proto)
-            usage_error("option " + k + " belongs to 'lcmae eval " + opt->scope + "', not to 'eval " + proto + "'", proto);
-        std::string v;
-        if (opt->kind != Kind::Flag) {
-            if (i + 1 >= argc) usage_error("option " + k + " needs a value (" + opt->value + ")", proto);
-            v = argv[++i];
-        }
+        const auto [opt, v] = cli::next_option(options(), argc, argv, i, "lcmae eval", proto);
         const std::string n = opt->name;
         if (n == "--help") {
             print_help(std::cout, proto);

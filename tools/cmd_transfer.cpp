@@ -51,16 +51,7 @@ Args parse(const std::string& cmd, int argc, char** argv) {
     const std::string help_cmd = "lcmae " + cmd;
     Args a;
     for (int i = 1; i < argc; ++i) {
-        const std::string k = argv[i];
-        const Option* opt = cli::find_option(options(), k);
-        if (opt == nullptr) cli::usage_error("unknown option '" + k + "' for '" + help_cmd + "'", help_cmd);
-        if (std::string(opt->scope) != "all" && opt->scope != cmd)
-            cli::usage_error("option " + k + " belongs to 'lcmae " + opt->scope + "', not to '" + help_cmd + "'", help_cmd);
-        std::string v;
-        if (opt->kind != Kind::Flag) {
-            if (i + 1 >= argc) cli::usage_error("option " + k + " needs a value (" + opt->value + ")", help_cmd);
-            v = argv[++i];
-        }
+        const auto [opt, v] = cli::next_option(options(), argc, argv, i, "lcmae", cmd);
         const std::string n = opt->name;
         if (n == "--help") {
             std::cout << "usage: " << help_cmd

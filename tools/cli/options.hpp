@@ -88,6 +88,32 @@ inline const Option* find_option(const std::vector<Option>& table, const std::st
     return nullptr;
 }
 
+/// One option of a command line and its value ("" for a flag).
+struct Given {
+    const Option* opt;
+    std::string value;
+};
+
+/// Reads the option at argv[i] (and its value, advancing i past it) for `command scope` (e.g.
+/// "lcmae eval" "knn", or "lcmae" "export"). Usage errors: "unknown option '--kk' for 'lcmae eval
+/// knn'", "option --epochs belongs to 'lcmae eval linear', not to 'lcmae eval knn'", "option --k
+/// needs a value (N)".
+inline Given next_option(const std::vector<Option>& table, int argc, char** argv, int& i, const std::string& command,
+                         const std::string& scope) {
+    const std::string k = argv[i];
+    const std::string here = command + " " + scope;
+    const Option* opt = find_option(table, k);
+    if (opt == nullptr) usage_error("unknown option '" + k + "' for '" + here + "'", here);
+    if (std::string(opt->scope) != "all" && opt->scope != scope)
+        usage_error("option " + k + " belongs to '" + command + " " + opt->scope + "', not to '" + here + "'", here);
+    Given g{opt, {}};
+    if (opt->kind != Kind::Flag) {
+        if (i + 1 >= argc) usage_error("option " + k + " needs a value (" + opt->value + ")", here);
+        g.value = argv[++i];
+    }
+    return g;
+}
+
 /// "  --k N                        neighbours that vote [default: 20] (knn only)" per option of
 /// `scope` (and of scope "all").
 inline void print_options(std::ostream& os, const std::vector<Option>& table, const std::string& scope) {

@@ -46,14 +46,8 @@ inline void export_checkpoint_encoder(const std::filesystem::path& ckpt, const s
     const io::SafetensorsFile file(ckpt);
     EncoderArena m(dims);
     io::load_params(file, m.params, prefix, io::Strictness::IgnoreUnexpected);
-    std::vector<float> pos = m.encoder.pos_embed();
-    const std::string pos_name = std::string(prefix) + "pos_embed";
-    if (const io::TensorInfo* t = file.find(pos_name)) {
-        const Shape want{1, 1 + dims.tokens(), dims.dim};
-        LCMAE_CHECK(t->shape == want, "checkpoint '" << ckpt.string() << "': tensor '" << pos_name << "' has shape "
-                                                     << t->shape.str() << ", expected " << want.str());
-        file.read_into(*t, pos.data(), pos.size());
-    }
+    std::vector<float> pos = io::checkpoint_pos_embed<float>(file, prefix, dims);
+    if (pos.empty()) pos = m.encoder.pos_embed();
     io::EncoderExport<float> ex;
     ex.pos_embed = pos.data();
     ex.pos_embed_shape = Shape{1, 1 + dims.tokens(), dims.dim};

@@ -35,6 +35,7 @@
 #include "lcmae/data/dataset.hpp"
 #include "lcmae/data/transforms.hpp"
 #include "lcmae/io/checkpoint.hpp"
+#include "lcmae/io/timm_import.hpp"
 #include "lcmae/models/vit_encoder.hpp"
 
 namespace lcmae::eval {
@@ -166,14 +167,10 @@ public:
         LCMAE_CHECK(std::filesystem::exists(path), "checkpoint file '" << path.string() << "' does not exist");
         const io::SafetensorsFile file(path);
         io::LoadReport report = io::load_params(ctx, file, P_, prefix, io::Strictness::IgnoreUnexpected);
-        const std::string pos_name = std::string(prefix) + "pos_embed";
-        if (const io::TensorInfo* t = file.find(pos_name)) {
-            const Shape want{1, 1 + dims_.tokens(), dims_.dim};
-            LCMAE_CHECK(t->shape == want, "checkpoint '" << path.string() << "': tensor '" << pos_name << "' has shape "
-                                                         << t->shape.str() << ", expected " << want.str());
-            std::vector<T> pos(t->numel());
-            file.read_into(*t, pos.data(), pos.size());
+        std::vector<T> pos = io::checkpoint_pos_embed<T>(file, prefix, dims_);
+        if (!pos.empty()) {
             encoder_->set_pos_embed(std::move(pos));
+            const std::string pos_name = std::string(prefix) + "pos_embed";
             std::erase(report.unexpected, pos_name);
             report.loaded.push_back(pos_name);
         }

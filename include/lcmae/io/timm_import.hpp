@@ -204,6 +204,21 @@ TimmImport<T> import_timm_encoder(const SafetensorsFile& file, const vit::VitDim
     return r;
 }
 
+/// The position table a checkpoint carries as prefix + "pos_embed" (an imported checkpoint), checked
+/// to be (1, 1 + L, D) for `dims`; empty when there is none (the model's fixed table then applies).
+template <class T>
+std::vector<T> checkpoint_pos_embed(const SafetensorsFile& file, std::string_view prefix, const vit::VitDims& dims) {
+    const std::string name = std::string(prefix) + "pos_embed";
+    const TensorInfo* t = file.find(name);
+    if (t == nullptr) return {};
+    const Shape want{1, 1 + dims.tokens(), dims.dim};
+    LCMAE_CHECK(t->shape == want, "checkpoint '" << file.path() << "': tensor '" << name << "' has shape " << t->shape.str()
+                                                 << ", expected " << want.str());
+    std::vector<T> pos(t->numel());
+    file.read_into(*t, pos.data(), pos.size());
+    return pos;
+}
+
 /// Writes an imported encoder as an lcmae checkpoint: the arena's tensors (timm names, F32 or F64
 /// as T) and "pos_embed" (1, 1 + L, D), with `metadata`.
 template <class T>
