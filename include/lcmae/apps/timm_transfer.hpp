@@ -31,9 +31,14 @@ namespace lcmae::apps {
 struct EncoderArena {
     ParamArena<float> params;
     models::VitEncoder<float> encoder;
-    explicit EncoderArena(const vit::VitDims& dims)
-        : encoder(params, dims, models::EncoderOptions{.max_batch = 1, .forward_only = true}) {
-        params.allocate();
+    explicit EncoderArena(const vit::VitDims& dims) : encoder(params, dims, options()) { params.allocate(); }
+
+private:
+    static models::EncoderOptions options() {
+        models::EncoderOptions o;
+        o.max_batch = 1;
+        o.forward_only = true;
+        return o;
     }
 };
 
