@@ -85,24 +85,7 @@ const std::vector<Option>& options() {
     return table;
 }
 
-/// Whether an option of `scope` ("all", "linear" or a list "linear,finetune") applies to `proto`.
-bool in_scope(const std::string& scope, const std::string& proto) {
-    if (scope == "all") return true;
-    std::size_t b = 0;
-    for (;;) {
-        const std::size_t e = scope.find(',', b);
-        if (scope.compare(b, e == std::string::npos ? std::string::npos : e - b, proto) == 0) return true;
-        if (e == std::string::npos) return false;
-        b = e + 1;
-    }
-}
-
-void print_options(std::ostream& os, const std::string& scope) {
-    std::vector<Option> mine;
-    for (const auto& o : options())
-        if (scope == "all" || in_scope(o.scope, scope)) mine.push_back(o);
-    cli::print_options(os, mine, "all");
-}
+void print_options(std::ostream& os, const std::string& scope) { cli::print_options(os, options(), scope); }
 
 void print_help(std::ostream& os, const std::string& scope) {
     if (scope == "eval") {
@@ -154,23 +137,7 @@ Args parse(int argc, char** argv) {
         usage_error("unknown protocol '" + proto + "' (expected knn, linear or finetune)");
     a.protocol = proto;
     for (int i = 2; i < argc; ++i) {
-        const std::string k = argv[i];
-        const Option* opt = nullptr;
-        opt = cli::find_option(options(), k);
-        if (opt == nullptr) usage_error("unknown option '" + k + "' for 'lcmae eval " + proto + "'", proto);
-        if (!in_scope(opt->scope, proto)) {
-            std::string owners, sc = opt->scope;
-            for (std::size_t b = 0, e; b != std::string::npos; b = e == std::string::npos ? e : e + 1) {
-                e = sc.find(',', b);
-                owners += (owners.empty() ? "'lcmae eval " : " or 'lcmae eval ") + sc.substr(b, e == std::string::npos ? e : e - b) + "'";
-            }
-            usage_error("option " + k + " belongs to " + owners + ", not to 'eval " + proto + "'", proto);
-        }
-        std::string v;
-        if (opt->kind != Kind::Flag) {
-            if (i + 1 >= argc) usage_error("option " + k + " needs a value (" + opt->value + ")", proto);
-            v = argv[++i];
-        }
+        const auto [opt, v] = cli::next_option(options(), argc, argv, i, "lcmae eval", proto);
         const std::string n = opt->name;
         a.given.insert(n);
         if (n == "--help") {

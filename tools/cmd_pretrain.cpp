@@ -40,6 +40,7 @@
 #include "commands.hpp"
 #include "lcmae/apps/main_job_models.hpp"
 #include "lcmae/apps/run_log.hpp"
+#include "lcmae/apps/timm_transfer.hpp"
 #include "lcmae/data/cifar.hpp"
 #include "lcmae/data/idx.hpp"
 #include "lcmae/data/image_folder.hpp"
@@ -537,11 +538,8 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
                 (long long)trainer.step());
     std::fflush(stdout);
     if (!a.export_encoder.empty()) {
-        io::EncoderExport<float> ex;
-        ex.pos_embed = model.encoder().pos_embed().data();
-        ex.pos_embed_shape = Shape{1, 1 + spec.encoder.tokens(), spec.encoder.dim};
-        ex.metadata = meta;
-        io::export_encoder(a.export_encoder, model.params(), ex);
+        // the checkpoint just saved, through the code of `lcmae export` (lcmae/apps/timm_transfer.hpp)
+        apps::export_checkpoint_encoder(out / "checkpoint.safetensors", a.export_encoder, spec.encoder);
         std::printf("exported the encoder (timm VisionTransformer names) to %s\n", a.export_encoder.c_str());
     }
     if (g_stop.load()) return 0;

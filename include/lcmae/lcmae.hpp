@@ -30,6 +30,7 @@
 #include "lcmae/io/checkpoint.hpp"
 #include "lcmae/io/json.hpp"
 #include "lcmae/io/safetensors.hpp"
+#include "lcmae/io/timm_import.hpp"
 #include "lcmae/io/train_state.hpp"
 #include "lcmae/models/lcmae_model.hpp"
 #include "lcmae/models/model_spec.hpp"

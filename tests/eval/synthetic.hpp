@@ -1,8 +1,10 @@
 // tests/eval/synthetic.hpp - labelled feature sets the evaluation tests generate: well separated
-// Gaussian clusters (one random direction per class), optionally with shuffled labels.
+// Gaussian clusters (one random direction per class), optionally with shuffled labels; and small
+// random gray image datasets.
 #pragma once
 
 #include <algorithm>
+#include <memory>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -46,6 +48,16 @@ inline eval::FeatureSet shuffled_labels(eval::FeatureSet f, std::uint64_t seed) 
     for (long i = f.n - 1; i > 0; --i)
         std::swap(f.labels[static_cast<std::size_t>(i)], f.labels[static_cast<std::size_t>(r.below(static_cast<std::uint64_t>(i + 1)))]);
     return f;
+}
+
+/// n random gray images of size s x s with labels i % 3.
+inline std::shared_ptr<data::InMemoryDataset> toy_images(std::size_t n, int s, std::uint64_t seed = 1) {
+    Rng r(seed, 5);
+    std::vector<std::uint8_t> px(n * std::size_t(s * s));
+    for (auto& p : px) p = static_cast<std::uint8_t>(r.below(256));
+    std::vector<int> labels(n);
+    for (std::size_t i = 0; i < n; ++i) labels[i] = int(i % 3);
+    return std::make_shared<data::InMemoryDataset>("toy", std::move(px), n, s, s, 1, std::move(labels), 3);
 }
 
 }  // namespace lcmae::test

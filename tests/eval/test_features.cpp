@@ -21,15 +21,7 @@
 using namespace lcmae;
 
 namespace {
-/// n gray images of size s x s with labels i % 3.
-std::shared_ptr<data::InMemoryDataset> toy_images(std::size_t n, int s, std::uint64_t seed = 1) {
-    Rng r(seed, 5);
-    std::vector<std::uint8_t> px(n * std::size_t(s * s));
-    for (auto& p : px) p = static_cast<std::uint8_t>(r.below(256));
-    std::vector<int> labels(n);
-    for (std::size_t i = 0; i < n; ++i) labels[i] = int(i % 3);
-    return std::make_shared<data::InMemoryDataset>("toy", std::move(px), n, s, s, 1, std::move(labels), 3);
-}
+using test::toy_images;
 const eval::ImagePrep kFmnistPrep{.image = 28, .channels = 1, .norm = data::Normalization::fashion_mnist()};
 }  // namespace
 

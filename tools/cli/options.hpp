@@ -88,11 +88,56 @@ inline const Option* find_option(const std::vector<Option>& table, const std::st
     return nullptr;
 }
 
+/// Whether an option of `scope_list` ("all", or protocols separated by commas: "linear,finetune")
+/// belongs to `scope`.
+inline bool in_scope(const std::string& scope_list, const std::string& scope) {
+    if (scope_list == "all") return true;
+    for (std::size_t b = 0;;) {
+        const std::size_t e = scope_list.find(',', b);
+        if (scope_list.compare(b, e == std::string::npos ? std::string::npos : e - b, scope) == 0) return true;
+        if (e == std::string::npos) return false;
+        b = e + 1;
+    }
+}
+
+/// One option of a command line and its value ("" for a flag).
+struct Given {
+    const Option* opt;
+    std::string value;
+};
+
+/// Reads the option at argv[i] (and its value, advancing i past it) for `command scope` (e.g.
+/// "lcmae eval" "knn", or "lcmae" "export"). Usage errors: "unknown option '--kk' for 'lcmae eval
+/// knn'", "option --epochs belongs to 'lcmae eval linear', not to 'lcmae eval knn'", "option --k
+/// needs a value (N)".
+inline Given next_option(const std::vector<Option>& table, int argc, char** argv, int& i, const std::string& command,
+                         const std::string& scope) {
+    const std::string k = argv[i];
+    const std::string here = command + " " + scope;
+    const Option* opt = find_option(table, k);
+    if (opt == nullptr) usage_error("unknown option '" + k + "' for '" + here + "'", here);
+    if (!in_scope(opt->scope, scope)) {
+        std::string owners;  // "'lcmae eval linear' or 'lcmae eval finetune'"
+        const std::string sc = opt->scope;
+        for (std::size_t b = 0, e; b != std::string::npos; b = e == std::string::npos ? e : e + 1) {
+            e = sc.find(',', b);
+            owners += (owners.empty() ? "'" : " or '") + command + " " + sc.substr(b, e == std::string::npos ? e : e - b) + "'";
+        }
+        usage_error("option " + k + " belongs to " + owners + ", not to '" + here + "'", here);
+    }
+    Given g{opt, {}};
+    if (opt->kind != Kind::Flag) {
+        if (i + 1 >= argc) usage_error("option " + k + " needs a value (" + opt->value + ")", here);
+        g.value = argv[++i];
+    }
+    return g;
+}
+
 /// "  --k N                        neighbours that vote [default: 20] (knn only)" per option of
 /// `scope` (and of scope "all").
 inline void print_options(std::ostream& os, const std::vector<Option>& table, const std::string& scope) {
     for (const auto& o : table) {
-        if (scope != "all" && std::string(o.scope) != "all" && o.scope != scope) continue;
+        if (scope != "all" && !in_scope(o.scope, scope)) continue;
         std::string head = std::string("  ") + o.name + (o.value[0] ? std::string(" ") + o.value : "");
         if (head.size() < 30) head.resize(30, ' ');
         os << head << " " << o.help;

@@ -35,6 +35,7 @@
 #include "lcmae/data/dataset.hpp"
 #include "lcmae/data/transforms.hpp"
 #include "lcmae/io/checkpoint.hpp"
+#include "lcmae/io/timm_import.hpp"
 #include "lcmae/models/vit_encoder.hpp"
 
 namespace lcmae::eval {
@@ -159,10 +160,21 @@ public:
     }
     /// The encoder's tensors from a checkpoint: names are prefix + timm's names ("" = the online
     /// encoder of a main-job checkpoint, "target." = its EMA target). Every encoder tensor must be
-    /// present with the right shape (lcmae::Error lists what is not); other tensors are ignored.
+    /// present with the right shape (lcmae::Error lists what is not); other tensors are ignored,
+    /// except prefix + "pos_embed" (1, 1 + L, D), which a checkpoint imported from timm carries
+    /// (`lcmae import`): it replaces the fixed sin-cos table.
     io::LoadReport load(const Backend& ctx, const std::filesystem::path& path, std::string_view prefix = "") {
         LCMAE_CHECK(std::filesystem::exists(path), "checkpoint file '" << path.string() << "' does not exist");
-        return io::load_params(ctx, path, P_, prefix, io::Strictness::IgnoreUnexpected);
+        const io::SafetensorsFile file(path);
+        io::LoadReport report = io::load_params(ctx, file, P_, prefix, io::Strictness::IgnoreUnexpected);
+        std::vector<T> pos = io::checkpoint_pos_embed<T>(file, prefix, dims_);
+        if (!pos.empty()) {
+            encoder_->set_pos_embed(std::move(pos));
+            const std::string pos_name = std::string(prefix) + "pos_embed";
+            std::erase(report.unexpected, pos_name);
+            report.loaded.push_back(pos_name);
+        }
+        return report;
     }
 
     /// Features of the first `limit` images of ds (0 = all), max_batch at a time. `threads` host

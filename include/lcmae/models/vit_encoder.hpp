@@ -196,8 +196,17 @@ public:
 
     const vit::VitDims& dims() const noexcept { return dims_; }
     const EncoderOptions& options() const noexcept { return opt_; }
-    /// The fixed (1 + L, D) position table.
+    /// The (1 + L, D) position table: SPEC 1's fixed sin-cos table unless set_pos_embed replaced it.
     const std::vector<T>& pos_embed() const noexcept { return pos_; }
+    /// Replaces the position table (1 + L, D) row-major, e.g. by the pos_embed of a checkpoint
+    /// imported from timm (`lcmae import`); it is uploaded with the next forward. Not a parameter:
+    /// training never changes it.
+    void set_pos_embed(std::vector<T> table) {
+        LCMAE_CHECK(table.size() == pos_.size(), "set_pos_embed: the table has " << table.size() << " values, expected (1 + "
+                                                     << dims_.tokens() << ") * " << dims_.dim);
+        pos_ = std::move(table);
+        pos_uploaded_ = false;
+    }
     const std::vector<nn::Block<T, Backend>>& blocks() const noexcept { return blocks_; }
     ActivationArena<T, Backend>& activations() noexcept { return A_; }
     /// Attention probabilities (B, H, N, N) of block i from the last forward (a forward_only
