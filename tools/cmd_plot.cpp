@@ -8,6 +8,7 @@
 // key named by --x and --y must be a number in every line (a line without it is an error naming the
 // file and line). One series per (file, y key), labelled "LABEL" or "LABEL key" when --y names
 // several keys.
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -33,6 +34,8 @@ const std::vector<cli::Option>& plot_options() {
         {"--xlabel", "TEXT", "the --x key", "x axis label", cli::Kind::Text, "all"},
         {"--ylabel", "TEXT", "the --y key(s)", "y axis label", cli::Kind::Text, "all"},
         {"--log-y", "", "off", "log-scaled y axis", cli::Kind::Flag, "all"},
+        {"--y-min", "Y", "(from the data)", "bottom of the y axis", cli::Kind::Number, "all"},
+        {"--y-max", "Y", "(from the data)", "top of the y axis (points above are clipped)", cli::Kind::Number, "all"},
         {"--smooth", "N", "1", "plot the running mean of the last N points (1 = raw)", cli::Kind::Int, "all"},
         {"--width", "PX", "960", "image width", cli::Kind::Int, "all"},
         {"--height", "PX", "600", "image height", cli::Kind::Int, "all"},
@@ -63,6 +66,7 @@ int cmd_plot(int argc, char** argv) {
     std::string out, xkey = "step", ykeys = "loss", title, xlabel, ylabel;
     bool log_y = false;
     long smooth = 1, width = 960, height = 600;
+    double y_min = NAN, y_max = NAN;
     std::vector<std::pair<std::string, std::string>> inputs;  // label, file
     for (int i = 1; i < argc; ++i) {
         const std::string k = argv[i];
@@ -90,6 +94,8 @@ int cmd_plot(int argc, char** argv) {
         else if (n == "--title") title = v;
         else if (n == "--xlabel") xlabel = v;
         else if (n == "--ylabel") ylabel = v;
+        else if (n == "--y-min") y_min = cli::parse_number(n, v, help_cmd);
+        else if (n == "--y-max") y_max = cli::parse_number(n, v, help_cmd);
         else if (n == "--smooth") smooth = cli::parse_int(n, v, 1, 100000, help_cmd);
         else if (n == "--width") width = cli::parse_int(n, v, 200, 8000, help_cmd);
         else if (n == "--height") height = cli::parse_int(n, v, 150, 8000, help_cmd);
@@ -145,6 +151,10 @@ int cmd_plot(int argc, char** argv) {
     po.width = int(width);
     po.height = int(height);
     po.log_y = log_y;
+    po.y_min = y_min;
+    po.y_max = y_max;
+    if (std::isfinite(y_min) && std::isfinite(y_max) && !(y_max > y_min))
+        cli::usage_error("--y-max must be above --y-min", help_cmd);
     viz::write_png(out, viz::draw_line_plot(series, po));
     std::printf("wrote %s (%zu series)\n", out.c_str(), series.size());
     return 0;

@@ -90,8 +90,9 @@ inline cv::Mat draw_line_plot(const std::vector<Series>& series, const PlotOptio
     y0 = fy(y0); y1 = fy(y1);
     if (x1 <= x0) { x0 -= 0.5; x1 += 0.5; }
     if (y1 <= y0) { const double d = std::max(1e-12, std::abs(y0) * 0.05); y0 -= d; y1 += d; }
-    const double pad = (y1 - y0) * 0.05;
-    y0 -= pad; y1 += pad;
+    const double pad = (y1 - y0) * 0.05;  // data ranges get 5% room; a fixed end is kept exactly
+    if (!std::isfinite(opts.y_min)) y0 -= pad;
+    if (!std::isfinite(opts.y_max)) y1 += pad;
 
     const int font = cv::FONT_HERSHEY_SIMPLEX;
     const double fs = 0.5;
@@ -156,7 +157,11 @@ inline cv::Mat draw_line_plot(const std::vector<Series>& series, const PlotOptio
     // labels and title
     auto centred = [&](const std::string& s, int cx, int y, double scale, int thick) {
         int base = 0;
-        const cv::Size sz = cv::getTextSize(s, font, scale, thick, &base);
+        cv::Size sz = cv::getTextSize(s, font, scale, thick, &base);
+        while (sz.width > W - 20 && scale > 0.3) {  // a long title shrinks to fit the image
+            scale *= 0.9;
+            sz = cv::getTextSize(s, font, scale, thick, &base);
+        }
         cv::putText(img, s, {cx - sz.width / 2, y}, font, scale, black, thick, cv::LINE_AA);
     };
     if (!opts.title.empty()) centred(opts.title, left + pw / 2, 35, 0.7, 2);
