@@ -9,6 +9,7 @@
 
 #include "eval/synthetic.hpp"
 #include "lcmae/analysis/attention_map.hpp"
+#include "lcmae/analysis/reconstruct.hpp"
 #include "lcmae/analysis/report.hpp"
 
 using namespace lcmae;
@@ -179,4 +180,34 @@ TEST_CASE("attention maps: a row of the mean map is the mean of the heads' rows;
     CHECK(g.cols == (2 + 2) * 48);
     CHECK_THROWS_WITH_AS(analysis::attention_grid(ds->image(0), p.data(), 2, 3, {{3, 0}}, 48),
                          doctest::Contains("query patch (3, 0) is outside the 3 x 3 grid"), Error);
+}
+
+TEST_CASE("reconstruction: visible patches are the original, masked ones the prediction; the grid has 4 columns per image") {
+    const backend::Cpu ctx(2);
+    const auto ds = test::toy_images(3, 12);
+    const models::DecoderDims dd{16, 1, 2};
+    analysis::Reconstructor<> rec(ctx, kTiny, dd, 3, 0.75, true);
+    rec.init_random(ctx, 4);
+    std::vector<float> imgs(3 * kPrep.floats());
+    for (std::size_t i = 0; i < 3; ++i) kPrep(ds->image(i), imgs.data() + i * kPrep.floats());
+    Rng rng(1, 2);
+    const auto r = rec.run(ctx, imgs.data(), 3, rng);
+    CHECK(rec.kept() == 2);  // int(9 * 0.25)
+    long removed = 0, nan = 0;
+    for (auto m : r.mask) removed += m;
+    CHECK(removed == 3 * 7);
+    for (std::size_t i = 0; i < r.original.size(); ++i) {
+        CHECK(r.original[i] == imgs[i]);
+        if (std::isnan(r.masked_fill[i])) {
+            ++nan;
+            CHECK(r.pasted[i] == r.recon[i]);
+        } else {
+            CHECK(r.pasted[i] == imgs[i]);
+        }
+    }
+    CHECK(nan == 3 * 7 * 16);
+    CHECK(analysis::patch_pixel(1, 12, 4, 4, 5) == (4 + 1) * 12 + 4 + 1);  // patch (1, 1), pixel (1, 1)
+    const cv::Mat g = analysis::reconstruction_grid(r, 1, 12, kPrep.norm, 2);
+    CHECK(g.rows == 3 * (24 + 4) + 4);
+    CHECK(g.cols == 4 * (24 + 4) + 4);
 }
