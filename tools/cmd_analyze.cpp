@@ -56,7 +56,7 @@ const std::vector<cli::Option>& analyze_options() {
         {"--out", "PREFIX|FILE.png", "(required)", "distance, spectrum: PREFIX.csv and PREFIX.png; attention, reconstruct: the PNG", Kind::Text, "all"},
         {"--data-dir", "DIR", data::kFashionMnistDir, "where the Fashion-MNIST IDX files are", Kind::Text, "all"},
         {"--batch", "N", "64", "images per forward", Kind::Int, "all"},
-        {"--seed", "S", "0", "seed of --ckpt random", Kind::Int, "all"},
+        {"--seed", "S", "0", "seed of --ckpt random (--ckpt2 random: S + 1)", Kind::Int, "all"},
         {"--threads", "N", "0 (all cores)", "CPU threads", Kind::Int, "all"},
         {"--help", "", "", "this text", Kind::Flag, "all"},
     };
@@ -150,8 +150,9 @@ Args parse(int argc, char** argv) {
 }
 
 /// A probe holding --ckpt (or --ckpt2) or SPEC 1's random initialisation.
-void load(const backend::Cpu& ctx, analysis::LayerProbe<>& probe, const std::string& ckpt, const Args& a) {
-    if (ckpt == "random") probe.encoder().init_random(ctx, a.seed);
+/// (--ckpt2 random draws with seed + 1, so that two random encoders differ.)
+void load(const backend::Cpu& ctx, analysis::LayerProbe<>& probe, const std::string& ckpt, const Args& a, bool second = false) {
+    if (ckpt == "random") probe.encoder().init_random(ctx, a.seed + (second ? 1 : 0));
     else probe.encoder().load(ctx, ckpt, a.encoder == "target" ? "target." : "");
 }
 
@@ -216,7 +217,7 @@ int cmd_analyze(int argc, char** argv) {
     for (const auto& [ckpt, label] : {std::pair{a.ckpt, a.label}, std::pair{a.ckpt2, a.label2}}) {
         if (ckpt.empty()) continue;
         analysis::LayerProbe<> probe(ctx, dims, a.batch);
-        load(ctx, probe, ckpt, a);
+        load(ctx, probe, ckpt, a, !runs.empty());
         runs.push_back(analysis::Run{label, probe.run(ctx, *ds, prep, static_cast<std::size_t>(a.images), ctx.threads())});
         std::cout << label << ": " << runs.back().stats.n << " images analysed\n";
     }
