@@ -5,6 +5,7 @@
 //   lcmae export --ckpt FILE --timm OUT           the encoder under timm's names
 //   lcmae import --timm FILE --out CKPT           a timm / MAE encoder into lcmae's format
 //   lcmae plot --out PNG LABEL=metrics.jsonl ...  training curves
+//   lcmae analyze distance|spectrum|attention ... the paper's analyses (SPEC 5)
 //   lcmae --help | lcmae <command> --help         every option with its default
 //
 // Exit codes: 0 done; 1 a run-time failure (the message names the file or value and what was
@@ -28,7 +29,8 @@ const char* const kHelp =
     "  eval knn|linear|finetune     evaluate an encoder: weighted k-NN, linear probe, fine-tuning (SPEC 4)\n"
     "  export                       write a checkpoint's encoder under timm's VisionTransformer names\n"
     "  import                       read a timm / MAE encoder (safetensors) into lcmae's checkpoint format\n"
-    "  plot                         training curves from metrics.jsonl files as a PNG\n\n"
+    "  plot                         training curves from metrics.jsonl files as a PNG\n"
+    "  analyze distance|spectrum|attention   attention distance, singular value spectrum, attention maps (SPEC 5)\n\n"
     "run 'lcmae <command> --help' for a command's options and their defaults\n\n"
     "exit codes: 0 done, 1 run-time failure (checkpoint, dataset, output), 2 usage error\n";
 
@@ -36,7 +38,7 @@ const char* const kHelp =
 
 int main(int argc, char** argv) try {
     using namespace lcmae;
-    if (argc < 2) cli::usage_error("no command given (expected pretrain, eval, export, import or plot)");
+    if (argc < 2) cli::usage_error("no command given (expected pretrain, eval, export, import, plot or analyze)");
     const std::string cmd = argv[1];
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
         std::cout << kHelp;
@@ -47,7 +49,8 @@ int main(int argc, char** argv) try {
     if (cmd == "export") return tools::cmd_export(argc - 1, argv + 1);
     if (cmd == "import") return tools::cmd_import(argc - 1, argv + 1);
     if (cmd == "plot") return tools::cmd_plot(argc - 1, argv + 1);
-    cli::usage_error("unknown command '" + cmd + "' (expected pretrain, eval, export, import or plot)");
+    if (cmd == "analyze") return tools::cmd_analyze(argc - 1, argv + 1);
+    cli::usage_error("unknown command '" + cmd + "' (expected pretrain, eval, export, import, plot or analyze)");
 } catch (const lcmae::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "lcmae: %s\n", e.what());

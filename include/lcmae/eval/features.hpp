@@ -139,10 +139,13 @@ inline FeatureSet pixel_features(const data::Dataset& ds, const ImagePrep& prep,
 template <class T = float, class Backend = backend::Cpu>
 class FrozenEncoder {
 public:
-    FrozenEncoder(const Backend& ctx, const vit::VitDims& dims, long max_batch) : dims_(dims), max_batch_(max_batch) {
+    /// keep_all_blocks: every block keeps its activations (attention probabilities, outputs) after
+    /// a forward, for the analyses (lcmae/analysis/); costs about depth times the activation memory.
+    FrozenEncoder(const Backend& ctx, const vit::VitDims& dims, long max_batch, bool keep_all_blocks = false)
+        : dims_(dims), max_batch_(max_batch) {
         LCMAE_CHECK(max_batch >= 1, "FrozenEncoder: max_batch must be >= 1, got " << max_batch);
         encoder_ = std::make_unique<models::VitEncoder<T, Backend>>(
-            P_, dims, models::EncoderOptions{.max_batch = max_batch, .forward_only = true});
+            P_, dims, models::EncoderOptions{.max_batch = max_batch, .forward_only = !keep_all_blocks});
         P_.allocate();
         const long img = dims.channels * dims.image * dims.image;
         images_.resize(static_cast<std::size_t>(max_batch * img));
