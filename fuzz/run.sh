@@ -29,6 +29,7 @@ fi
 
 out=build-fuzz
 mkdir -p "$out"
+# shellcheck disable=SC2054  # -fsanitize takes a comma list
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
   -fno-omit-frame-pointer -Iinclude -isystem /usr/include/opencv4)
 declare -A libs=([json]="" [safetensors]="" [idx]="-lz -lopencv_core" [cifar]="-lopencv_core")
