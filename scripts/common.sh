@@ -2,7 +2,8 @@
 # Shared by scripts/test.sh and scripts/run.sh (sourced, not run): apt packages and the build.
 
 LCMAE_APT_PACKAGES=(cmake g++ make libeigen3-dev doctest-dev libbenchmark-dev libopencv-dev
-  nlohmann-json3-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist)
+  nlohmann-json3-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist
+  clang-14 libclang-rt-14-dev)  # the last two: the libFuzzer targets (fuzz/run.sh)
 
 # Runs a command as root: directly when we are root, through sudo when it exists.
 sudo_if_needed() {

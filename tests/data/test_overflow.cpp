@@ -4,9 +4,12 @@
 // never a crash or a silently gray image.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -46,6 +49,27 @@ std::string message_of(F&& f) {
     return "(no lcmae::Error thrown)";
 }
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// The largest single operator new request while `track_largest_new` is set: shows that a reader
+// sizes its buffer by the data present, not by what a header claims (replaces the global
+// operator new of test_data; it only records sizes).
+std::atomic<bool> track_largest_new{false};
+std::atomic<std::size_t> largest_new{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+    if (track_largest_new.load(std::memory_order_relaxed)) {
+        std::size_t seen = largest_new.load(std::memory_order_relaxed);
+        while (n > seen && !largest_new.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+        }
+    }
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
 /// Makes `path` unreadable; false (and a message) when this user can read it anyway (root).
 bool make_unreadable(const std::string& path) {
     std::filesystem::permissions(path, std::filesystem::perms::none);
@@ -91,6 +115,29 @@ TEST_CASE("IDX overflow: a 16-byte header whose count x rows x cols wraps 64 bit
     INFO(msg);
     CHECK(contains(msg, "truncated"));
     CHECK(contains(msg, "784000"));
+}
+
+TEST_CASE("IDX: a tiny gzip file claiming gigabytes fails at its end without allocating them (fuzz finding)") {
+    // fuzz/fuzz_idx.cpp found it: a 50-byte gzip file whose header claims 3 GB made the reader
+    // allocate (and zero) the 3 GB before finding the stream empty; up to 64 GiB could be claimed.
+    TempDir dir;
+    auto bytes = idx_header({60000u, 1024u, 1024u});  // 60000 x 1 MiB, below the 2^36 limit
+    bytes.resize(bytes.size() + 100, 7);
+    {
+        gzFile f = gzopen((dir / "claims.gz").c_str(), "wb");
+        REQUIRE(f != nullptr);
+        gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+        gzclose(f);
+    }
+    largest_new = 0;
+    track_largest_new = true;
+    const std::string msg = message_of([&] { (void)read_idx(dir / "claims.gz", 3); });
+    track_largest_new = false;
+    INFO(msg);
+    CHECK(contains(msg, "truncated"));
+    CHECK(contains(msg, "62914560000"));       // the claimed byte count
+    CHECK(contains(msg, "only 100 are present"));
+    CHECK(largest_new.load() <= (std::size_t{32} << 20));  // the 16 MiB first chunk, not 58 GiB
 }
 
 TEST_CASE("IDX: labels and images that disagree on the count") {

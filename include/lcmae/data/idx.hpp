@@ -32,8 +32,12 @@ struct GzCloser {
     void operator()(gzFile_s* f) const noexcept { gzclose(f); }
 };
 
-inline void gz_read_exact(gzFile f, void* out, std::size_t bytes, const std::string& path, const char* what) {
+/// Reads exactly `bytes` bytes into `out`. They are bytes [offset, offset + bytes) of a `what` of
+/// `whole` bytes (0: just these), which is what the errors report.
+inline void gz_read_exact(gzFile f, void* out, std::size_t bytes, const std::string& path, const char* what,
+                          std::size_t offset = 0, std::size_t whole = 0) {
     auto* p = static_cast<unsigned char*>(out);
+    if (whole == 0) whole = bytes;
     std::size_t done = 0;
     while (done < bytes) {
         // gzread takes an unsigned count: read in chunks of at most 1 GiB.
@@ -44,11 +48,11 @@ inline void gz_read_exact(gzFile f, void* out, std::size_t bytes, const std::str
             const char* msg = gzerror(f, &errnum);
             // A gzip stream that ends early reports Z_BUF_ERROR: that is truncation, say so.
             LCMAE_CHECK(errnum != Z_BUF_ERROR, "IDX file " << path << " is truncated: the " << what << " needs "
-                                                           << bytes << " bytes but the compressed stream ends early");
+                                                           << whole << " bytes but the compressed stream ends early");
             LCMAE_FAIL("IDX file " << path << ": read error in the " << what << " (" << msg << ")");
         }
-        LCMAE_CHECK(got > 0, "IDX file " << path << " is truncated: the " << what << " needs " << bytes
-                                         << " bytes but only " << done << " are present");
+        LCMAE_CHECK(got > 0, "IDX file " << path << " is truncated: the " << what << " needs " << whole
+                                         << " bytes but only " << offset + done << " are present");
         done += static_cast<std::size_t>(got);
     }
 }
@@ -111,9 +115,21 @@ inline IdxArray read_idx(const std::string& path, int expected_dims) {
         LCMAE_CHECK(ec || file_bytes >= header_bytes + total,
                     "IDX file " << path << " is truncated: the header (dimensions " << detail::dims_str(out.dims) << ") claims "
                                 << total << " bytes of data but the file has only " << file_bytes - header_bytes);
+        out.data.resize(total);
+        detail::gz_read_exact(f.get(), out.data.data(), total, path, "data");
+        return out;
     }
-    out.data.resize(total);
-    detail::gz_read_exact(f.get(), out.data.data(), total, path, "data");
+    // A compressed file's size bounds nothing: grow the buffer only as data arrives (16 MiB, then
+    // doubling), so that a 50-byte gzip file claiming gigabytes fails at its end instead of
+    // allocating them first (found by fuzz/fuzz_idx.cpp).
+    constexpr std::size_t kFirstChunk = std::size_t{1} << 24;
+    std::size_t done = 0;
+    while (done < total) {
+        const std::size_t next = std::min(total, std::max(kFirstChunk, 2 * done));
+        out.data.resize(next);
+        detail::gz_read_exact(f.get(), out.data.data() + done, next - done, path, "data", done, total);
+        done = next;
+    }
     return out;
 }
 
