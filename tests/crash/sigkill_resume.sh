@@ -25,9 +25,12 @@ for ((i = 1; i <= KILLS; i++)); do
   [[ -f $OUT/checkpoint.safetensors || -f $OUT/train_state.safetensors ]] && extra=(--resume "$OUT")
   stdbuf -oL "$EXE" "${args[@]}" "${extra[@]}" --minutes 5 > "$W/log.$i" 2>&1 &
   pid=$!
-  # wait until the run has started stepping (the dataset is read first), then a random 0.3-2.3 s
-  for ((t = 0; t < 600; t++)); do
-    grep -q "images, \|resumed" "$W/log.$i" 2>/dev/null && break
+  # wait until the run has completed a save of its own (a fresh run killed before it leaves nothing
+  # to resume from; a resumed run killed before it tests nothing new), then a random 0-1.9 s, so
+  # kills land during steps and saves. Up to 2 minutes: a loaded machine reads the data slowly.
+  ready="saved .* at step"
+  for ((t = 0; t < 1200; t++)); do
+    grep -q "$ready" "$W/log.$i" 2>/dev/null && break
     kill -0 $pid 2>/dev/null || break
     sleep 0.1
   done
