@@ -7,9 +7,11 @@
 //                     [--drop-path 0.1] [--mixup 0.8] [--cutmix 1.0] [--randaug 2,9|off] [--reprob 0.25] ...
 //   lcmae --help | lcmae eval --help               (every option with its default)
 //
-// A checkpoint is the main job's checkpoint.safetensors (examples/lcmae_pretrain.cpp): its online
-// encoder (or, with --encoder target, its EMA target) is read by timm name into the main job's
-// Fashion-MNIST geometry (lcmae/apps/main_job_models.hpp). Each run prints top-1 (top-5) and writes
+// A checkpoint is the main job's checkpoint.safetensors (`lcmae pretrain`, or `lcmae import`): its
+// online encoder (or, with --encoder target, its EMA target) is read by timm name into an encoder of
+// the geometry the file records (lcmae/apps/checkpoint_dims.hpp). --data is Fashion-MNIST, CIFAR-10
+// or a folder with train/ and test/ splits (lcmae/data/source.hpp); images are resized and
+// converted to the encoder's input. Each run prints top-1 (top-5) and writes
 // a JSON result next to the checkpoint (eval-knn.json / eval-linear.json / eval-finetune.json) or
 // to --out.
 // Exit codes: 0 done; 1 a run-time failure (missing or mismatched checkpoint, missing dataset,
@@ -28,7 +30,9 @@
 #include <string>
 #include <vector>
 
+#include "lcmae/apps/checkpoint_dims.hpp"
 #include "lcmae/apps/main_job_models.hpp"
+#include "lcmae/data/source.hpp"
 #include "lcmae/data/idx.hpp"
 #include "lcmae/eval/features.hpp"
 #include "lcmae/eval/finetune.hpp"
@@ -54,11 +58,13 @@ const std::vector<Option>& options() {
          "the main job's checkpoint.safetensors, or 'random' for a randomly initialised encoder (the baseline)", Kind::Text, "all"},
         {"--pixels", "", "off", "evaluate raw normalised pixels instead of an encoder (the floor of the table)", Kind::Flag, "knn,linear"},
         {"--encoder", "online|target", "online", "which encoder of the checkpoint: the online one or the EMA target ('target.' names)", Kind::Text, "all"},
-        {"--data", "NAME", "fashion-mnist", "the labelled dataset; only fashion-mnist so far (train split to fit, test split to score)", Kind::Text, "all"},
+        {"--data", "fashion-mnist|cifar10:DIR|DIR", "fashion-mnist",
+         "the labelled dataset: its train split fits, its test split scores (a folder: DIR/train/<class>/<image> and DIR/test/<class>/<image>)", Kind::Text, "all"},
+        {"--model", "tiny|small", "tiny", "--ckpt random: the preset to build at the data's geometry (a checkpoint brings its own)", Kind::Text, "all"},
         {"--data-dir", "DIR", data::kFashionMnistDir, "where the Fashion-MNIST IDX files are", Kind::Text, "all"},
         {"--feature", "mean|cls|both", "both (knn), cls (linear)", "mean of the patch tokens or the CLS token, both after the final norm", Kind::Text, "knn,linear"},
-        {"--limit-train", "N", "0 (all 60000)", "use the first N training images", Kind::Int, "all"},
-        {"--limit-test", "N", "0 (all 10000)", "use the first N test images", Kind::Int, "all"},
+        {"--limit-train", "N", "0 (all)", "use the first N training images", Kind::Int, "all"},
+        {"--limit-test", "N", "0 (all)", "use the first N test images", Kind::Int, "all"},
         {"--feature-batch", "N", "256", "images per encoder forward", Kind::Int, "knn,linear"},
         {"--threads", "T", "0 (all cores)", "CPU threads", Kind::Int, "all"},
         {"--seed", "S", "0", "seed of the random encoder (--ckpt random), of the head's initialisation, the shuffling and (finetune) the augmentation draws", Kind::Int, "all"},
@@ -105,7 +111,7 @@ void print_help(std::ostream& os, const std::string& scope) {
 
 struct Args {
     std::string protocol;  // knn | linear | finetune
-    std::string ckpt, encoder = "online", data = "fashion-mnist", data_dir = data::kFashionMnistDir, feature, out;
+    std::string ckpt, encoder = "online", data = "fashion-mnist", data_dir = data::kFashionMnistDir, feature, out, model = "tiny";
     std::string randaug = "2,9";
     bool pixels = false;
     long limit_train = 0, limit_test = 0, feature_batch = 256, k = 20, epochs = 0, batch = 0, eval_every = 0;
@@ -148,6 +154,7 @@ Args parse(int argc, char** argv) {
         else if (n == "--encoder") a.encoder = v;
         else if (n == "--data") a.data = v;
         else if (n == "--data-dir") a.data_dir = v;
+        else if (n == "--model") a.model = v;
         else if (n == "--feature") a.feature = v;
         else if (n == "--out") a.out = v;
         else if (n == "--limit-train") a.limit_train = parse_int(n, v, proto, 0);
@@ -205,8 +212,14 @@ Args parse(int argc, char** argv) {
         usage_error("--feature expects mean, cls or both, got '" + a.feature + "'", proto);
     if (a.encoder != "online" && a.encoder != "target")
         usage_error("--encoder expects online or target, got '" + a.encoder + "'", proto);
-    if (a.data != "fashion-mnist")
-        usage_error("--data expects fashion-mnist (the only labelled dataset eval reads so far), got '" + a.data + "'", proto);
+    if (a.data.empty() || a.data == "cifar10:" ||
+        (a.data != "fashion-mnist" && a.data.rfind("cifar10:", 0) != 0 && !std::filesystem::is_directory(a.data)))
+        usage_error("--data expects fashion-mnist, cifar10:DIR or a folder with train/ and test/ class sub-folders, got '" + a.data +
+                        "'" + (a.data.empty() || a.data == "cifar10:" ? "" : " (no such folder)"),
+                    proto);
+    if (a.model != "tiny" && a.model != "small") usage_error("--model expects tiny or small, got '" + a.model + "'", proto);
+    if (a.given.count("--model") && a.ckpt != "random")
+        usage_error("--model applies to --ckpt random only (a checkpoint's geometry is read from the file)", proto);
     if (a.pixels && !a.ckpt.empty()) usage_error("--pixels evaluates raw pixels: give it without --ckpt", proto);
     if (!a.pixels && a.ckpt.empty())
         usage_error(std::string("--ckpt FILE|random is required") + (proto == "finetune" ? "" : " (or --pixels)"), proto);
@@ -258,18 +271,19 @@ struct Row {
     bool has_top5;
 };
 
-/// The main job's Fashion-MNIST input, without augmentation.
-eval::ImagePrep fashion_prep() {
-    const vit::VitDims dims = apps::FashionMnistBackbone::dims();
-    return {.image = int(dims.image), .channels = int(dims.channels), .norm = data::Normalization::fashion_mnist()};
-}
+/// What the encoder sees: the data at the encoder's geometry, normalised with the data's statistics.
+struct Input {
+    vit::VitDims dims;
+    eval::ImagePrep prep;
+};
 
-void run_frozen(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_ds, const data::Dataset& test_ds, std::size_t ntr,
-                std::size_t nte, std::vector<Row>& rows, std::ostringstream& fields, double& feature_seconds, double& eval_seconds);
+void run_frozen(const backend::Cpu& ctx, const Args& a, const Input& in, const data::Dataset& train_ds, const data::Dataset& test_ds,
+                std::size_t ntr, std::size_t nte, std::vector<Row>& rows, std::ostringstream& fields, double& feature_seconds,
+                double& eval_seconds);
 
 /// Fine-tunes the encoder (eval/finetune.hpp) and scores it on the test split.
-Row finetune(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_ds, const data::Dataset& test_ds, std::size_t ntr,
-             std::size_t nte, std::ostringstream& fields) {
+Row finetune(const backend::Cpu& ctx, const Args& a, const Input& in, const data::Dataset& train_ds, const data::Dataset& test_ds,
+             std::size_t ntr, std::size_t nte, std::ostringstream& fields) {
     eval::FineTuneConfig fc;
     fc.epochs = a.epochs;
     fc.warmup_epochs = a.warmup;
@@ -290,7 +304,7 @@ Row finetune(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_
     fc.eval_every = a.eval_every;
     fc.threads = ctx.threads();
     const long max_batch = std::min<long>(a.batch, static_cast<long>(ntr));
-    eval::FineTuneModel<float> model(ctx, apps::FashionMnistBackbone::dims(), train_ds.num_classes(), max_batch, a.drop_path > 0);
+    eval::FineTuneModel<float> model(ctx, in.dims, train_ds.num_classes(), max_batch, a.drop_path > 0);
     model.init_random(ctx, a.seed, fc.head_init_std);  // the encoder part is then replaced by the checkpoint's
     if (a.ckpt != "random") {
         const auto rep = model.load_encoder(ctx, a.ckpt, a.encoder == "target" ? "target." : "");
@@ -302,7 +316,7 @@ Row finetune(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_
                 a.epochs, ipe, max_batch, optim::scaled_lr(a.blr, max_batch), a.blr, a.warmup, a.layer_decay, a.drop_path, a.mixup,
                 a.cutmix, a.label_smoothing, a.crop_scale, a.randaug_n > 0 ? a.randaug.c_str() : "off", a.reprob);
     std::fflush(stdout);
-    const auto r = eval::fine_tune(ctx, model, train_ds, test_ds, fashion_prep(), fc,
+    const auto r = eval::fine_tune(ctx, model, train_ds, test_ds, in.prep, fc,
                                    [&](long epoch, double loss, double lr, double ips, double top1) {
                                        std::printf("  epoch %ld/%ld  loss %.4f  lr %.3g  %.0f images/s (%.1f s/epoch)", epoch + 1,
                                                    a.epochs, loss, lr, ips, ips > 0 ? double(ipe * max_batch) / ips : 0.0);
@@ -326,22 +340,46 @@ Row finetune(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_
 int run(const Args& a) {
     const backend::Cpu ctx = a.threads > 0 ? backend::Cpu(a.threads) : backend::Cpu();
     const int threads = ctx.threads();
-    const vit::VitDims dims = apps::FashionMnistBackbone::dims();
     if (!a.pixels && a.ckpt != "random" && !std::filesystem::is_regular_file(a.ckpt))
         LCMAE_FAIL("checkpoint file '" << a.ckpt << "' does not exist"
                                        << (std::filesystem::is_directory(a.ckpt) ? " (that is a folder: name its checkpoint.safetensors)" : ""));
-    const auto train_ds = data::load_fashion_mnist(true, a.data_dir);
-    const auto test_ds = data::load_fashion_mnist(false, a.data_dir);
+    const auto data_source = data::DataSource::parse(a.data, a.data_dir);
+    // The encoder: the checkpoint's own geometry; a random one (or the pixels' size) is the preset
+    // at the data's geometry.
+    Input in;
+    if (a.pixels || a.ckpt == "random") {
+        in.dims = a.model == "small" ? apps::small_dims(data_source.image_size(), data_source.channels())
+                                     : apps::tiny_dims(data_source.image_size(), data_source.channels());
+    } else {
+        const auto cd = apps::checkpoint_encoder_dims(a.ckpt, a.encoder == "target" ? "target." : "", data_source.image_size());
+        in.dims = cd.dims;
+        if (!cd.from_metadata)
+            std::printf("note: %s records no lcmae_config; its encoder was measured from its tensors (heads = width / 64 = %ld)\n",
+                        a.ckpt.c_str(), in.dims.heads);
+    }
+    const vit::VitDims& dims = in.dims;
+    in.prep = eval::ImagePrep{.image = int(dims.image), .channels = int(dims.channels), .norm = data_source.normalization()};
+    const auto train_ds = data_source.open(true);
+    const auto test_ds = data_source.open(false);
+    if (!test_ds)
+        LCMAE_FAIL("--data " << a.data << " has no test split to score on (a folder needs " << a.data << "/train and " << a.data
+                             << "/test, each with the same class sub-folders)");
+    if (train_ds->num_classes() < 2)
+        LCMAE_FAIL("--data " << a.data << ": the training split has " << train_ds->num_classes()
+                             << " classes; evaluation needs labelled images of at least 2 classes");
+    if (dims.channels != data_source.channels())
+        std::printf("note: the encoder takes %ld channel(s) and the data has %d; images are converted (gray replicated, or RGB to luma)\n",
+                    dims.channels, data_source.channels());
     const std::size_t ntr = a.limit_train > 0 ? std::min<std::size_t>(std::size_t(a.limit_train), train_ds->size()) : train_ds->size();
     const std::size_t nte = a.limit_test > 0 ? std::min<std::size_t>(std::size_t(a.limit_test), test_ds->size()) : test_ds->size();
     if (a.protocol == "knn" && std::size_t(a.k) > ntr)
         usage_error("--k " + std::to_string(a.k) + " is larger than the " + std::to_string(ntr) + " training images", a.protocol);
     const std::string source = a.pixels ? "pixels" : a.ckpt == "random" ? "random" : a.encoder;
-    std::string described = a.pixels ? "raw pixels (normalised, 784 values)"
+    std::string described = a.pixels ? "raw pixels (normalised, " + std::to_string(in.prep.floats()) + " values)"
                           : a.ckpt == "random" ? "a random encoder (seed " + std::to_string(a.seed) + ")"
                                                : a.ckpt + " (" + a.encoder + " encoder)";
-    std::printf("lcmae eval %s: fashion-mnist, %zu train / %zu test images; %s; ViT D %ld depth %ld heads %ld, %ld px / patch %ld; %d threads\n",
-                a.protocol.c_str(), ntr, nte, described.c_str(), dims.dim, dims.depth, dims.heads, dims.image, dims.patch, threads);
+    std::printf("lcmae eval %s: %s, %zu train / %zu test images, %d classes; %s; ViT D %ld depth %ld heads %ld, %ld px x %ld ch / patch %ld; %d threads\n",
+                a.protocol.c_str(), a.data.c_str(), ntr, nte, train_ds->num_classes(), described.c_str(), dims.dim, dims.depth, dims.heads, dims.image, dims.channels, dims.patch, threads);
     std::fflush(stdout);
 
     std::vector<Row> rows;
@@ -349,10 +387,10 @@ int run(const Args& a) {
     double feature_seconds = 0, eval_seconds = 0;
     if (a.protocol == "finetune") {
         const auto t1 = Clock::now();
-        rows.push_back(finetune(ctx, a, *train_ds, *test_ds, ntr, nte, fields));
+        rows.push_back(finetune(ctx, a, in, *train_ds, *test_ds, ntr, nte, fields));
         eval_seconds = seconds_since(t1);
     } else {
-        run_frozen(ctx, a, *train_ds, *test_ds, ntr, nte, rows, fields, feature_seconds, eval_seconds);
+        run_frozen(ctx, a, in, *train_ds, *test_ds, ntr, nte, rows, fields, feature_seconds, eval_seconds);
     }
     for (const auto& r : rows) {
         std::printf("%s top-1 %.2f%%", r.label.c_str(), r.top1);
@@ -393,11 +431,12 @@ int run(const Args& a) {
 }
 
 /// k-NN or the linear probe on frozen features (or raw pixels).
-void run_frozen(const backend::Cpu& ctx, const Args& a, const data::Dataset& train_ds, const data::Dataset& test_ds, std::size_t ntr,
-                std::size_t nte, std::vector<Row>& rows, std::ostringstream& fields, double& feature_seconds, double& eval_seconds) {
+void run_frozen(const backend::Cpu& ctx, const Args& a, const Input& in, const data::Dataset& train_ds, const data::Dataset& test_ds,
+                std::size_t ntr, std::size_t nte, std::vector<Row>& rows, std::ostringstream& fields, double& feature_seconds,
+                double& eval_seconds) {
     const int threads = ctx.threads();
-    const vit::VitDims dims = apps::FashionMnistBackbone::dims();
-    const eval::ImagePrep prep = fashion_prep();
+    const vit::VitDims& dims = in.dims;
+    const eval::ImagePrep& prep = in.prep;
     const auto t0 = Clock::now();
     // features: one set per kind (pixels: one set)
     std::vector<std::pair<std::string, std::pair<eval::FeatureSet, eval::FeatureSet>>> sets;

@@ -44,6 +44,7 @@
 #include "lcmae/data/cifar.hpp"
 #include "lcmae/data/idx.hpp"
 #include "lcmae/data/image_folder.hpp"
+#include "lcmae/data/source.hpp"
 #include "lcmae/data/loader.hpp"
 #include "lcmae/eval/features.hpp"
 #include "lcmae/eval/knn.hpp"
@@ -70,7 +71,7 @@ using cli::Option;
 const std::vector<Option>& options() {
     static const std::vector<Option> table{
         {"--data", "fashion-mnist|cifar10:DIR|DIR", "fashion-mnist",
-         "training images: Fashion-MNIST (Debian's dataset package), the CIFAR-10 binary batches in DIR, or a folder of class sub-folders", Kind::Text, "all"},
+         "training images: Fashion-MNIST (Debian's dataset package), the CIFAR-10 binary batches in DIR, or a folder of images (DIR/train and DIR/test class sub-folders: trains on train/, scores the k-NN on test/)", Kind::Text, "all"},
         {"--method", "lcmae|mae|lc-simmim", "lcmae", "LC-MAE (symmetric views), plain MAE, or LC-SimMIM (paper views, block masking)", Kind::Text, "all"},
         {"--loss", "cosine|infonce|smoothl1", "cosine", "the guidance loss (lcmae and lc-simmim only)", Kind::Text, "all"},
         {"--crop", "src|rrc", "src", "simple resized crop (DeiT III) or random resized crop (MAE)", Kind::Text, "all"},
@@ -332,23 +333,15 @@ private:
 };
 
 bool is_fashion_mnist(const Args& a) { return a.data == "fashion-mnist"; }
-std::string cifar_dir(const Args& a) { return a.data.rfind("cifar10:", 0) == 0 ? a.data.substr(8) : std::string(); }
 
-/// The training (train = true) or test split and its normalisation; a folder has no test split (null).
+/// The training (train = true) or test split and its normalisation (lcmae/data/source.hpp); a
+/// folder without DIR/train and DIR/test has no test split (null).
 std::shared_ptr<const data::Dataset> load_split(const Args& a, bool train, data::Normalization& norm) {
-    if (is_fashion_mnist(a)) {
-        norm = data::Normalization::fashion_mnist();
-        return data::load_fashion_mnist(train);
-    }
-    if (!cifar_dir(a).empty()) {
-        norm = data::Normalization::cifar10();
-        return data::load_cifar10(cifar_dir(a), train);
-    }
-    norm = data::Normalization::imagenet();
-    if (!train) return nullptr;
+    const auto source = data::DataSource::parse(a.data);
+    norm = source.normalization();
     data::ImageFolderOptions fo;
     fo.skip_corrupt = a.skip_corrupt;
-    return std::make_shared<data::ImageFolder>(a.data, fo);
+    return source.open(train, fo);
 }
 
 // ---- the k-NN at the end (SPEC 4: the online encoder, mean and cls, k 20, T 0.07) ----------------

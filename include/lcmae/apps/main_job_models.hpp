@@ -18,6 +18,20 @@ using TinyBackbone = vit::Config<192, 6, 3, 4, Image, Channels>;   // the main j
 template <int Image, int Channels>
 using SmallBackbone = vit::Config<384, 8, 6, 4, Image, Channels>;  // ViT-S width, 8 blocks (~5x the compute)
 
+/// The presets at a geometry known only at run time (`lcmae eval --ckpt random --data ...`).
+inline vit::VitDims tiny_dims(long image, long channels) {
+    vit::VitDims d = TinyBackbone<32, 3>::dims();
+    d.image = image;
+    d.channels = channels;
+    return d;
+}
+inline vit::VitDims small_dims(long image, long channels) {
+    vit::VitDims d = SmallBackbone<32, 3>::dims();
+    d.image = image;
+    d.channels = channels;
+    return d;
+}
+
 using FashionMnistBackbone = TinyBackbone<28, 1>;  // 28 px gray: 49 tokens
 using FolderBackbone = TinyBackbone<32, 3>;        // image folders at 32 px RGB: 64 tokens
 struct MainJobRecipe : recipe::Cpu {
