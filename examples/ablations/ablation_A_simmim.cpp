@@ -18,7 +18,7 @@ struct Table {
     using Rows = lcmae::apps::AblationRows<Backbone, lcmae::apps::MainJobRecipe>;
     using Lines = std::tuple<
         Line<typename Rows::SimMim, "SimMIM", Paper{81.6}>,
-        Line<typename Rows::LcSimMim, "LC-SimMIM (ours)", Paper{81.8}>>;
+        Line<typename Rows::LcSimMim, "LC-SimMIM", Paper{81.8}>>;
 };
 }  // namespace
 

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -196,9 +197,9 @@ inline std::string json_text(std::string_view s) {
 }
 inline std::string json_real(double x) {
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", x);
-    std::string t(buf);
-    if (t.find_first_of(".eEn") == std::string::npos) t += ".0";
+    const auto r = std::to_chars(buf, buf + sizeof buf, x);  // the shortest text that reads back as x
+    std::string t(buf, r.ptr);
+    if (t.find_first_of(".eE") == std::string::npos) t += ".0";
     return t;
 }
 
@@ -431,8 +432,9 @@ std::string markdown_table(const Flags& f, const std::filesystem::path& out, con
        << (f.minutes_per_row > 0 ? ", at most " + cell(f.minutes_per_row, 1) + " min per row" : std::string()) << ", seed " << f.seed
        << "; top-1 % on " << (f.eval_test > 0 ? std::to_string(f.eval_test) : std::string("all")) << " test images: weighted k-NN (k 20, mean feature, "
        << (f.eval_train > 0 ? std::to_string(f.eval_train) : std::string("all")) << " train images) and linear probe (CLS, " << f.probe_epochs
-       << " epochs).\n"
-       << "paper: ViT-B/16 pre-trained on ImageNet-1K (" << Table::paper_epochs << " epochs), top-1 %: ft = fine-tuning, lin = linear probing"
+       << " epoch(s)).\n"
+       << "paper: ViT-B/16 pre-trained on ImageNet-1K (" << Table::paper_epochs << " epochs), top-1 %: ft = fine-tuning"
+       << (Table::paper_lin ? ", lin = linear probing" : " (the paper gives no linear probing here)")
        << " (reference only: another model, data set and budget).\n\n";
     md << "| " << Table::case_columns << " | ours k-NN | ours lin | paper ft |" << (Table::paper_lin ? " paper lin |" : "") << "\n|";
     const int cols = cell_count(Table::case_columns) + 3 + (Table::paper_lin ? 1 : 0);
