@@ -38,13 +38,11 @@
 #include "cli/config_file.hpp"
 #include "cli/options.hpp"
 #include "commands.hpp"
+#include "lcmae/apps/data_source.hpp"
 #include "lcmae/apps/main_job_models.hpp"
 #include "lcmae/apps/run_log.hpp"
+#include "lcmae/apps/run_spec.hpp"
 #include "lcmae/apps/timm_transfer.hpp"
-#include "lcmae/data/cifar.hpp"
-#include "lcmae/data/idx.hpp"
-#include "lcmae/data/image_folder.hpp"
-#include "lcmae/data/source.hpp"
 #include "lcmae/data/loader.hpp"
 #include "lcmae/eval/features.hpp"
 #include "lcmae/eval/knn.hpp"
@@ -313,35 +311,10 @@ void write_atomic(const std::filesystem::path& path, const std::string& text) {
 
 // ---- data -----------------------------------------------------------------------------------
 
-/// The first n images of a dataset (--limit).
-class FirstN : public data::Dataset {
-public:
-    FirstN(std::shared_ptr<const data::Dataset> ds, std::size_t n) : ds_(std::move(ds)), n_(std::min(n, ds_->size())) {}
-    std::size_t size() const override { return n_; }
-    int channels() const override { return ds_->channels(); }
-    int label(std::size_t i) const override { return ds_->label(i); }
-    int num_classes() const override { return ds_->num_classes(); }
-    cv::Mat image(std::size_t i) const override { return ds_->image(i); }
-    cv::Mat image(std::size_t i, int min_side) const override { return ds_->image(i, min_side); }
-    std::string name() const override { return ds_->name() + " (first " + std::to_string(n_) + ")"; }
-    std::string describe(std::size_t i) const override { return ds_->describe(i); }
-    std::size_t skipped() const override { return ds_->skipped(); }
-
-private:
-    std::shared_ptr<const data::Dataset> ds_;
-    std::size_t n_;
-};
-
-bool is_fashion_mnist(const Args& a) { return a.data == "fashion-mnist"; }
-
-/// The training (train = true) or test split and its normalisation (lcmae/data/source.hpp); a
-/// folder without DIR/train and DIR/test has no test split (null).
+// The data sets behind --data (and the --limit view) are lcmae/apps/data_source.hpp's.
+bool is_fashion_mnist(const Args& a) { return apps::is_fashion_mnist(a.data); }
 std::shared_ptr<const data::Dataset> load_split(const Args& a, bool train, data::Normalization& norm) {
-    const auto source = data::DataSource::parse(a.data);
-    norm = source.normalization();
-    data::ImageFolderOptions fo;
-    fo.skip_corrupt = a.skip_corrupt;
-    return source.open(train, fo);
+    return apps::load_split(a.data, train, norm, a.skip_corrupt);
 }
 
 // ---- the k-NN at the end (SPEC 4: the online encoder, mean and cls, k 20, T 0.07) ----------------
@@ -415,7 +388,7 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
     const std::string prog = help_command(a);
     data::Normalization norm;
     std::shared_ptr<const data::Dataset> ds = load_split(a, true, norm);
-    if (a.limit > 0) ds = std::make_shared<FirstN>(ds, std::size_t(a.limit));
+    ds = apps::first_n(ds, std::size_t(a.limit));
     data::LoaderConfig lc;
     lc.batch = int(a.batch);
     lc.image_size = int(spec.encoder.image);
@@ -546,9 +519,7 @@ int run_model(const Args& a, const backend::Cpu& ctx) {
     RunConfig rc{.mask_ratio = a.mask_ratio, .target_mask_ratio = a.target_mask_ratio, .alpha = a.alpha, .max_batch = a.batch,
                  .seed = a.seed};
     if constexpr (Model::simmim) rc.simmim_mask_ratio = a.mask_ratio;
-    models::ModelSpec spec = Model::spec(rc);
-    // SimMIM's mask blocks are 2 x 2 patches (32 px at patch 16); Fashion-MNIST's 7 x 7 grid is odd: 1 x 1.
-    if constexpr (Model::simmim) spec.simmim_block = spec.encoder.grid() % 2 == 0 ? 2 : 1;
+    const models::ModelSpec spec = apps::run_spec<Model>(rc);  // SimMIM's block fits the data's grid
     return train_run<typename Model::crop>(a, ctx, spec, Model::guided_enabled, rc.seed);
 }
 

@@ -81,6 +81,31 @@ TEST_CASE("features: a main-job checkpoint loads by name; mean / CLS equal a pla
     for (long i = 0; i < 3 * 192; ++i) CHECK(ft.cls.values[std::size_t(i)] == doctest::Approx(f.cls.values[std::size_t(i)]).epsilon(1e-5));
 }
 
+TEST_CASE("features: copy_from a trained model's arena equals loading its checkpoint (the ablation driver's path)") {
+    test::TempDir dir;
+    const std::string ckpt = dir / "checkpoint.safetensors";
+    using Model = apps::MainJobModel<apps::FashionMnistBackbone, loss::None, crop::SimpleResized>;
+    Model m(RunConfig{.max_batch = 2, .seed = 3});
+    // move every value away from the initialisation, as training would
+    auto& values = m.engine().params().values();
+    for (std::size_t i = 0; i < values.size(); ++i) values.data()[i] = values.data()[i] * 1.5f + 1e-3f * float(i % 7);
+    io::save_params<float>(ckpt, {{"", m.engine().params()}});
+    const backend::Cpu ctx(2);
+    const vit::VitDims dims = apps::FashionMnistBackbone::dims();
+    eval::FrozenEncoder<float> copied(ctx, dims, 4), loaded(ctx, dims, 4), fresh(ctx, dims, 4);
+    copied.copy_from(m.engine().params());
+    loaded.load(ctx, ckpt);
+    fresh.init_random(ctx, 3);
+    const auto ds = toy_images(5, 28);
+    const auto fc = copied.extract(ctx, *ds, kFmnistPrep), fl = loaded.extract(ctx, *ds, kFmnistPrep), ff = fresh.extract(ctx, *ds, kFmnistPrep);
+    CHECK(fc.mean.values == fl.mean.values);
+    CHECK(fc.cls.values == fl.cls.values);
+    CHECK(fc.mean.values != ff.mean.values);  // the copied (changed) weights are what is evaluated
+    // another geometry: an error that names the tensor
+    eval::FrozenEncoder<float> other(ctx, apps::FolderBackbone::dims(), 2);
+    CHECK_THROWS_WITH_AS(other.copy_from(m.engine().params()), doctest::Contains("patch_embed.proj.weight"), Error);
+}
+
 TEST_CASE("features: a wrong checkpoint or geometry is an error that names the problem") {
     test::TempDir dir;
     const backend::Cpu ctx(1);

@@ -3,8 +3,9 @@
 // Each entry instantiates LCMAE on a tiny backbone and runs one training step: losses finite, the
 // gradient arena non-zero.
 //
-// Every row of Table 5 (a)-(f) and Table B is here (docs/ablations.md says how to write each).
-// The "None" rows of every table are the same model (plain MAE, SRC): one entry, T5_None.
+// The rows live in lcmae/apps/ablation_rows.hpp (docs/ablations.md says how to write each). The
+// "None" row of Table 5 (a)-(e) is plain MAE with random resized crop (the paper's numbers for it
+// are Table 5f's "MAE, RRC"): one entry, Rows::MaeRrc; Table 5f's "MAE, SRC" is Rows::MaeSrc.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "lcmae/apps/ablation_rows.hpp"
 #include "lcmae/lcmae.hpp"
 
 using namespace lcmae;
@@ -25,89 +27,25 @@ using TinyVit = vit::Config<32, 2, 2, 4, 16, 3>;  // D 32, 2 blocks, 2 heads, pa
 struct Tiny : recipe::Default {
     static constexpr long decoder_dim = 32, decoder_depth = 1, decoder_heads = 2, head_hidden = 64;
 };
-struct TinyTokenWise : Tiny { using Guidance = guidance::TokenWise; };
-struct TinyBoth : Tiny { using Guidance = guidance::Both; };
-struct TinyCls : Tiny { using Pool = tokens::Cls; };
-struct TinyVisMask : Tiny { using Guided = guided::VisibleAndMask; };
-struct TinySimMim : Tiny { using Baseline = baseline::SimMim; using Views = views::Paper; };
 
-/// One row: the types of the model plus the run-time numbers that the row changes.
-template <class L, class C, class R, int AlphaPercent = 25, int TargetMaskPercent = 0>
-struct Row {
-    using Loss = L;
-    using Crop = C;
-    using Recipe = R;
-    static constexpr double alpha = AlphaPercent / 100.0;
-    static constexpr double target_mask_ratio = TargetMaskPercent / 100.0;
-    using Model = LCMAE<TinyVit, Loss, Crop, backend::Cpu, Recipe>;
-};
-
-// ---- Table 5 (all rows: "None" is plain MAE; the gray default is LC-MAE, Cosine, global, visible, SRC)
-struct T5_None : Row<loss::None, crop::SimpleResized, Tiny> {  // every table's "None" row; 5f "MAE, SRC"
-    static constexpr std::string_view name = "Table 5a-f: None (plain MAE, SRC)";
-};
-struct T5_Default : Row<loss::Cosine, crop::SimpleResized, Tiny> {  // the gray row of every table
-    static constexpr std::string_view name =
-        "Table 5a Cosine / 5b Global / 5c target ratio 0 / 5d visual tokens / 5e visible only / 5f LC-MAE SRC / "
-        "Table B alpha 0.25";
-};
-// (a) loss function
-struct T5a_InfoNCE : Row<loss::InfoNCE, crop::SimpleResized, Tiny> {
-    static constexpr std::string_view name = "Table 5a: InfoNCE";
-};
-struct T5a_SmoothL1 : Row<loss::SmoothL1, crop::SimpleResized, Tiny> {
-    static constexpr std::string_view name = "Table 5a: Smoothed l1";
-};
-// (b) type of guidance
-struct T5b_TokenWise : Row<loss::Cosine, crop::SimpleResized, TinyTokenWise> {
-    static constexpr std::string_view name = "Table 5b: Token-wise guidance";
-};
-struct T5b_Both : Row<loss::Cosine, crop::SimpleResized, TinyBoth> {
-    static constexpr std::string_view name = "Table 5b: Token-wise + Global";
-};
-// (c) target's masking ratio (0 = T5_Default): a run-time number
-struct T5c_Target050 : Row<loss::Cosine, crop::SimpleResized, Tiny, 25, 50> {
-    static constexpr std::string_view name = "Table 5c: Global guidance, target mask ratio 0.5";
-};
-struct T5c_Target075 : Row<loss::Cosine, crop::SimpleResized, Tiny, 25, 75> {
-    static constexpr std::string_view name = "Table 5c: Global guidance, target mask ratio 0.75";
-};
-// (d) tokens for guidance
-struct T5d_Cls : Row<loss::Cosine, crop::SimpleResized, TinyCls> {
-    static constexpr std::string_view name = "Table 5d: w/ CLS token";
-};
-// (e) guided tokens ("visible tokens only" = T5_Default)
-struct T5e_VisibleAndMask : Row<loss::Cosine, crop::SimpleResized, TinyVisMask> {
-    static constexpr std::string_view name = "Table 5e: w/ visible and mask tokens";
-};
-// (f) view discrepancy (crop)
-struct T5f_MaeRRC : Row<loss::None, crop::RandomResized, Tiny> {
-    static constexpr std::string_view name = "Table 5f: MAE, RRC";
-};
-struct T5f_LcmaeRRC : Row<loss::Cosine, crop::RandomResized, Tiny> {
-    static constexpr std::string_view name = "Table 5f: LC-MAE, RRC";
-};
-// ---- Table B: loss balancing alpha (0.25 = T5_Default)
-struct TB_Alpha010 : Row<loss::Cosine, crop::SimpleResized, Tiny, 10> {
-    static constexpr std::string_view name = "Table B: alpha 0.1";
-};
-struct TB_Alpha050 : Row<loss::Cosine, crop::SimpleResized, Tiny, 50> {
-    static constexpr std::string_view name = "Table B: alpha 0.5";
-};
-struct TB_Alpha100 : Row<loss::Cosine, crop::SimpleResized, Tiny, 100> {
-    static constexpr std::string_view name = "Table B: alpha 1.0";
-};
-// ---- Table A (appendix B.1): SimMIM and LC-SimMIM
-struct TA_SimMim : Row<loss::None, crop::SimpleResized, TinySimMim> {
-    static constexpr std::string_view name = "Table A: SimMIM";
-};
-struct TA_LcSimMim : Row<loss::Cosine, crop::SimpleResized, TinySimMim> {
-    static constexpr std::string_view name = "Table A: LC-SimMIM";
-};
-
-using Grid = std::tuple<T5_None, T5_Default, T5a_InfoNCE, T5a_SmoothL1, T5b_TokenWise, T5b_Both, T5c_Target050,
-                        T5c_Target075, T5d_Cls, T5e_VisibleAndMask, T5f_MaeRRC, T5f_LcmaeRRC, TB_Alpha010, TB_Alpha050, TB_Alpha100,
-                        TA_SimMim, TA_LcSimMim>;
+// The rows, defined once in the library (the ablation executables use the same list on the main
+// job's backbone), here on the tiny backbone and recipe.
+using Rows = apps::AblationRows<TinyVit, Tiny>;
+using Grid = Rows::All;
+using T5_None = Rows::MaeRrc;
+using T5_Default = Rows::LcmaeDefault;
+using T5a_InfoNCE = Rows::InfoNce;
+using T5a_SmoothL1 = Rows::SmoothL1;
+using T5b_TokenWise = Rows::TokenWise;
+using T5b_Both = Rows::TokenWiseAndGlobal;
+using T5c_Target050 = Rows::TargetMask050;
+using T5d_Cls = Rows::ClsToken;
+using T5e_VisibleAndMask = Rows::VisibleAndMask;
+using T5f_MaeSRC = Rows::MaeSrc;
+using T5f_LcmaeRRC = Rows::LcmaeRrc;
+using TB_Alpha100 = Rows::Alpha100;
+using TA_SimMim = Rows::SimMim;
+using TA_LcSimMim = Rows::LcSimMim;
 
 // The spec of each row says what the row says (checked at compile time).
 static_assert(T5a_InfoNCE::Model::spec().loss == M::GuidanceLoss::InfoNCE);
@@ -121,6 +59,23 @@ static_assert(T5_Default::Model::spec().guidance == M::GuidanceType::Global &&
               T5_Default::Model::spec().pool == M::PoolTokens::Visible &&
               T5_Default::Model::spec().guided == M::GuidedTokens::Visible);
 static_assert(TA_LcSimMim::Model::spec().baseline == M::Baseline::SimMim);
+static_assert(TA_SimMim::Model::spec().baseline == M::Baseline::SimMim && !TA_SimMim::Model::guided_enabled);
+static_assert(!T5_None::Model::guided_enabled && std::is_same_v<T5_None::Model::crop, crop::RandomResized>);
+static_assert(!T5f_MaeSRC::Model::guided_enabled && std::is_same_v<T5f_MaeSRC::Model::crop, crop::SimpleResized>);
+static_assert(T5c_Target050::target_mask_ratio == 0.5 && Rows::TargetMask075::target_mask_ratio == 0.75);
+static_assert(T5_Default::alpha == 0.25 && T5_Default::target_mask_ratio == 0.0);
+static_assert(Rows::Alpha010::alpha == 0.1 && Rows::Alpha050::alpha == 0.5 && TB_Alpha100::alpha == 1.0);
+
+// Every row has its own id (the ablation executables name each row's result file after it).
+template <class... R>
+constexpr bool ids_distinct(std::tuple<R...>*) {
+    constexpr std::string_view ids[] = {R::id...};
+    for (std::size_t i = 0; i < sizeof...(R); ++i)
+        for (std::size_t j = i + 1; j < sizeof...(R); ++j)
+            if (ids[i] == ids[j]) return false;
+    return true;
+}
+static_assert(ids_distinct(static_cast<Grid*>(nullptr)), "two ablation rows share an id");
 
 struct Outcome {
     M::StepLosses losses;

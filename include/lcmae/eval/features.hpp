@@ -179,6 +179,22 @@ public:
         }
         return report;
     }
+    /// The encoder's tensors straight from a model's parameter arena (e.g. the engine a program has
+    /// just trained), by the same names as load(): prefix + timm's names. Saves a checkpoint round
+    /// trip; every encoder tensor must be present with the right shape. Host-memory backends only.
+    void copy_from(const ParamArena<T, Backend>& src, std::string_view prefix = "")
+        requires Backend::host_memory
+    {
+        for (const auto& e : P_.entries()) {
+            const std::string name = std::string(prefix) + e.name;
+            LCMAE_CHECK(src.contains(name), "FrozenEncoder::copy_from: the source has no tensor '" << name << "'");
+            const ParamEntry& s = src.entry(name);
+            LCMAE_CHECK(s.shape == e.shape, "FrozenEncoder::copy_from: '" << name << "' is " << s.shape.str()
+                                                                         << " in the source but " << e.shape.str()
+                                                                         << " in the encoder");
+            std::copy_n(src.values().data() + s.slot.offset, e.slot.count, P_.values().data() + e.slot.offset);
+        }
+    }
 
     /// Features of the first `limit` images of ds (0 = all), max_batch at a time. `threads` host
     /// threads prepare the images (0 = all cores).
