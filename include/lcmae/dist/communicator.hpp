@@ -15,9 +15,16 @@
 #include <cstddef>
 
 #include "lcmae/backend/tag.hpp"
+#include "lcmae/core/error.hpp"
 #include "lcmae/dist/reducer.hpp"
 
 namespace lcmae::dist {
+
+/// An error every rank throws together (rank 0's failed save or load, shared with all): a program
+/// reports it once (rank 0) and exits normally, where an error of one rank alone must end the job.
+struct CollectiveError : Error {
+    using Error::Error;
+};
 
 template <class C, class Backend, class T = float>
 concept Communicator = requires(const C& c, const Backend& ctx, dptr<Backend, T> p, double* h, void* raw) {

@@ -98,13 +98,24 @@ public:
         }
         MPI_Comm_rank(opt_.comm, &rank_);
         MPI_Comm_size(opt_.comm, &world_);
+        // the ranks on this host (threads per rank, and dist::Nccl's GPU per rank)
+        MPI_Comm local;
+        MPI_Comm_split_type(opt_.comm, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+        MPI_Comm_rank(local, &local_rank_);
+        MPI_Comm_size(local, &local_size_);
+        MPI_Comm_free(&local);
     }
 
     int rank() const noexcept { return rank_; }
     int world() const override { return world_; }
+    /// This rank's index among the ranks on its host, and their number.
+    int local_rank() const noexcept { return local_rank_; }
+    int local_size() const noexcept { return local_size_; }
     double timeout_seconds() const noexcept { return opt_.timeout_s; }
     /// Seconds spent in gradient all-reduces so far (the benchmark's "all-reduce per step").
     double allreduce_seconds() const noexcept { return grad_seconds_; }
+    /// Seconds spent waiting in any collective (gradients, SyncBatchNorm, losses, broadcasts).
+    double collective_seconds() const noexcept { return wait_seconds_; }
     long allreduce_calls() const noexcept { return grad_calls_; }
 
     /// x = mean over ranks of x (in place): the gradient arena. Host memory only.
@@ -191,7 +202,10 @@ private:
         for (;;) {
             int done = 0;
             MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE);
-            if (done) return;
+            if (done) {
+                wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                return;
+            }
             if (++polls > 2000) {
                 std::this_thread::sleep_for(pause);
                 pause = std::min(pause * 2, std::chrono::microseconds(1000));
@@ -208,8 +222,8 @@ private:
     }
 
     Options opt_;
-    int rank_ = 0, world_ = 1;
-    mutable double grad_seconds_ = 0;
+    int rank_ = 0, world_ = 1, local_rank_ = 0, local_size_ = 1;
+    mutable double grad_seconds_ = 0, wait_seconds_ = 0;
     mutable long grad_calls_ = 0;
 };
 

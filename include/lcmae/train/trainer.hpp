@@ -369,14 +369,15 @@ private:
         micro_ = micro;
     }
 
-    /// Rank 0's error message (empty: success) to every rank; all throw it, or none does.
+    /// Rank 0's error message (empty: success) to every rank; all throw it (dist::CollectiveError),
+    /// or none does.
     void share_outcome(const std::string& error, const char* what) const {
         std::uint64_t len = error.size();
         comm_->broadcast_host(&len, sizeof len, 0, what);
         if (len == 0) return;
         std::string msg(len, ' ');
         comm_->broadcast_host(msg.data(), len, 0, what);
-        throw Error(msg);
+        throw dist::CollectiveError(msg);
     }
     void broadcast_arena(const Backend& ctx, ParamArena<T, Backend>& arena, const char* what) {
         comm_->broadcast(ctx, long(arena.values().size()), arena.values().data(), 0, what);
