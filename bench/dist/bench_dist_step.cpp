@@ -3,7 +3,8 @@
 // views) at a GLOBAL batch of --batch (default 64), split over the ranks. Full trainer steps
 // (forward, backward, SyncBatchNorm, gradient all-reduce, AdamW, EMA). Prints, on rank 0, the
 // global images/s and the seconds per step spent in the gradient all-reduce and in all collectives
-// (gradient, SyncBN sums, losses), averaged over ranks.
+// (gradient, SyncBN sums, losses), averaged over ranks; these include waiting for the slower rank.
+// Then the gradient all-reduce alone (ranks aligned by a barrier first), the transfer's own cost.
 //
 //   mpirun -np 2 --oversubscribe build/bench/dist/bench_dist_step --threads 1   # 2 ranks x 1 thread
 //   build/bench/dist/bench_dist_step --threads 2                                 # 1 rank x 2 threads
@@ -58,13 +59,28 @@ void run(const Comm& comm, const dist::Mpi& mpi, int threads, long global_batch,
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double t[2] = {mpi.allreduce_seconds() - ar0, mpi.collective_seconds() - co0};
     mpi.allreduce_sum_host(t, 2, "bench timings");
+    // the all-reduce alone: the same arena, ranks aligned by a barrier before each call, so the
+    // time is the transfer and the sum, without the wait for a slower rank that the step includes
+    double alone = 0;
+    if (W > 1) {
+        auto& g = model.params().grads();
+        for (int i = 0; i < 5; ++i) {
+            mpi.barrier("bench align");
+            const auto a0 = std::chrono::steady_clock::now();
+            mpi.allreduce_mean(ctx, long(g.size()), g.data(), "bench all-reduce");
+            alone += std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count();
+        }
+        double v[1] = {alone / 5};
+        mpi.allreduce_sum_host(v, 1, "bench timings");
+        alone = v[0] / W;
+    }
     if (rank == 0) {
         const double grad_mb = double(model.params().grads().size()) * sizeof(float) / 1e6;
         std::printf("{\"ranks\": %d, \"threads_per_rank\": %d, \"global_batch\": %ld, \"steps\": %d, \"s_per_step\": %.4f, "
                     "\"images_per_s\": %.1f, \"grad_allreduce_s_per_step\": %.5f, \"all_collectives_s_per_step\": %.5f, "
-                    "\"gradient_MB\": %.1f}\n",
+                    "\"gradient_MB\": %.1f, \"allreduce_alone_s\": %.5f}\n",
                     W, threads, global_batch, steps, secs / steps, double(global_batch) * steps / secs,
-                    t[0] / W / steps, t[1] / W / steps, grad_mb);
+                    t[0] / W / steps, t[1] / W / steps, grad_mb, alone);
     }
 }
 }  // namespace
