@@ -191,14 +191,17 @@ private:
         return std::is_same_v<T, float> ? MPI_FLOAT : MPI_DOUBLE;
     }
 
-    /// Waits for every request, polling (MPI progresses inside MPI_Test), with a deadline. Spins
-    /// for the first ~0.2 ms (a small all-reduce completes in microseconds), then sleeps with a
-    /// growing pause up to 1 ms so a waiting rank leaves the shared cores to the others.
+    /// Waits for every request, polling (MPI progresses a transfer only inside MPI calls, so a
+    /// large all-reduce needs many polls in a row), with a deadline. For the first 0.5 s it polls
+    /// back to back, yielding the core between polls (other ranks on the host keep running); a
+    /// wait longer than that is a slow partner (rank 0 writing a checkpoint), so it then sleeps
+    /// 1 ms between polls.
     void wait_all(std::vector<MPI_Request>& reqs, const char* what) const {
         const auto t0 = std::chrono::steady_clock::now();
         const auto deadline = t0 + std::chrono::duration<double>(opt_.timeout_s);
+        const auto patient = t0 + std::chrono::milliseconds(500);
         long polls = 0;
-        auto pause = std::chrono::microseconds(1);
+        bool sleeping = false;
         for (;;) {
             int done = 0;
             MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE);
@@ -206,10 +209,12 @@ private:
                 wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
                 return;
             }
-            if (++polls > 2000) {
-                std::this_thread::sleep_for(pause);
-                pause = std::min(pause * 2, std::chrono::microseconds(1000));
-            }
+            ++polls;
+            if (sleeping)
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            else
+                std::this_thread::yield();
+            if ((polls & 63) == 0 && !sleeping && std::chrono::steady_clock::now() > patient) sleeping = true;
             if ((polls & 63) == 0 && std::chrono::steady_clock::now() > deadline) {
                 char msg[512];
                 std::snprintf(msg, sizeof msg,
