@@ -189,6 +189,8 @@ main() {
   # prebuilt: executables built ahead on the CPU machine with nvcc for sm_90, in $PREBUILT), test,
   # benchmark.
   local configured=0 need=0 t
+  # test_nccl (issue 11: dist::Nccl on one GPU, one rank) exists where CMake found MPI and NCCL
+  local extra_tests=(test_nccl)
   for t in "$TEST_TARGET" "${BENCH_TARGETS[@]}"; do [[ -x $PREBUILT/$t ]] || need=1; done
   if ((need == 0)) && ((DRY_RUN == 0)); then
     record configure skipped 0 "all targets prebuilt in $PREBUILT"
@@ -198,7 +200,7 @@ main() {
     ((DRY_RUN)) || cmake --build "$BUILD" --target help >"$OUT/targets.txt" 2>&1
   fi
   local targets=()
-  for t in "$TEST_TARGET" "${BENCH_TARGETS[@]}"; do
+  for t in "$TEST_TARGET" "${extra_tests[@]}" "${BENCH_TARGETS[@]}"; do
     if [[ -x $PREBUILT/$t ]] && ((DRY_RUN == 0)); then
       echo "== $t: prebuilt ($PREBUILT/$t)"
     elif ((DRY_RUN)) || have_target "$t"; then
@@ -234,6 +236,25 @@ main() {
     fi
   else
     record ctest skipped 0 "$TEST_TARGET not built"
+  fi
+
+  # dist::Nccl (issue 11): the NCCL unique id over MPI, a single-GPU ncclAllReduce / ncclBroadcast on
+  # the compute stream checked against the input, and SyncBatchNorm's CUDA ops against a double
+  # reference. One rank (mpirun -np 1; as root it needs --allow-run-as-root).
+  exe=$(find_exe test_nccl)
+  if ((DRY_RUN)) || [[ -n $exe ]]; then
+    if ((GPU_OK == 0)); then
+      record test_nccl skipped 0 "no GPU"
+    else
+      local launch=()
+      if command -v mpirun >/dev/null 2>&1; then
+        launch=(mpirun -np 1)
+        [[ $(id -u) -eq 0 ]] && launch+=(--allow-run-as-root)
+      fi
+      run_stage test_nccl test 60 30 "${launch[@]}" "${exe:-$BUILD/tests/cuda/test_nccl}" --duration=true
+    fi
+  else
+    record test_nccl skipped 0 "not built (this tree found no MPI or NCCL)"
   fi
 
   for t in "${BENCH_TARGETS[@]}"; do

@@ -27,6 +27,8 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -47,6 +49,9 @@
 #include "lcmae/eval/features.hpp"
 #include "lcmae/eval/knn.hpp"
 #include "lcmae/lcmae.hpp"
+#ifdef LCMAE_HAVE_MPI
+#include "lcmae/dist/mpi.hpp"
+#endif
 
 using namespace lcmae;
 
@@ -56,6 +61,10 @@ namespace {
 // training state are written (atomically) and the program exits, so an interrupted run resumes. A
 // second signal ends the program at once.
 std::atomic<bool> g_stop{false};
+#ifdef LCMAE_HAVE_MPI
+// Under mpirun (README "Data-parallel training"): this rank's communicator, else null.
+const dist::Mpi* g_comm = nullptr;
+#endif
 extern "C" void request_stop(int sig) {
     g_stop.store(true);
     std::signal(sig, SIG_DFL);
@@ -382,10 +391,16 @@ std::string non_finite_parts(const models::StepLosses& l) {
     return mim && gg ? "mim and gg losses are" : mim ? "mim loss is" : gg ? "gg loss is" : "total loss is";
 }
 
-template <class Crop>
-int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bool guided, std::uint64_t seed) {
+// The run, on one process (dist::Single) or as one rank of several (dist::Mpi): each rank loads
+// its shard of every epoch (--batch per rank), all ranks train in step, rank 0 alone prints,
+// logs, writes and evaluates. Stopping (--minutes, --steps, Ctrl-C / SIGTERM) is decided for all
+// ranks together, so none waits for a partner that has left.
+template <class Crop, class Comm>
+int train_loop(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bool guided, std::uint64_t seed,
+               const Comm& comm) {
     namespace fs = std::filesystem;
     const std::string prog = help_command(a);
+    const bool lead = comm.rank() == 0;
     data::Normalization norm;
     std::shared_ptr<const data::Dataset> ds = load_split(a, true, norm);
     ds = apps::first_n(ds, std::size_t(a.limit));
@@ -397,9 +412,14 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
     lc.threads = std::max(1, ctx.threads() / 2);
     lc.norm = norm;
     lc.views = guided ? data::Views::Pair : data::Views::Single;
+    lc.rank = comm.rank();
+    lc.world_size = comm.world();
     data::Loader<Crop> loader(ds, lc);  // the model's Crop policy makes its views
     const std::int64_t ipe = loader.batches_per_epoch();
-    std::printf("%s: %s, %s, %zu images, %lld batches of %ld per epoch (x%ld per step); ViT D %ld depth %ld heads %ld, %ld px / "
+    if (lead && comm.world() > 1)
+        std::printf("%s: %d ranks (%s), --batch %ld per rank: global batch %ld\n", prog.c_str(), comm.world(), Comm::name,
+                    a.batch, a.batch * comm.world());
+    if (lead) std::printf("%s: %s, %s, %zu images, %lld batches of %ld per epoch (x%ld per step); ViT D %ld depth %ld heads %ld, %ld px / "
                 "patch %ld; loss %s, crop %s, mask ratio %.2f, alpha %.2f; %d threads\n",
                 prog.c_str(), a.method.c_str(), is_fashion_mnist(a) ? "Fashion-MNIST" : a.data.c_str(), ds->size(), (long long)ipe,
                 a.batch, a.accum, spec.encoder.dim, spec.encoder.depth, spec.encoder.heads, spec.encoder.image, spec.encoder.patch,
@@ -415,7 +435,8 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
     tc.ema_base = a.ema;
     tc.seed = a.seed;
     tc.allow_config_change = a.allow_config_change;
-    train::Trainer<float> trainer(model, tc, ipe);
+    using TrainerT = train::Trainer<float, backend::Cpu, Comm>;
+    TrainerT trainer(ctx, model, tc, ipe, comm);
     const std::int64_t total = a.steps > 0 ? std::min<std::int64_t>(a.steps, trainer.total_steps()) : trainer.total_steps();
     if (!a.resume.empty()) {
         trainer.load(a.resume);
@@ -428,11 +449,12 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
         if (trainer.epoch() < 0 || trainer.epoch() > a.epochs)
             LCMAE_FAIL(prog << ": " << state << ": epoch " << trainer.epoch() << " is outside 0.." << a.epochs << " (--epochs "
                             << a.epochs << ")");
-        std::printf("resumed from %s at step %lld (epoch %lld, iteration %lld)\n", a.resume.c_str(), (long long)trainer.step(),
+        if (lead) std::printf("resumed from %s at step %lld (epoch %lld, iteration %lld)\n", a.resume.c_str(), (long long)trainer.step(),
                     (long long)trainer.epoch(), (long long)trainer.iteration());
     }
     const fs::path out(a.out);
-    apps::MetricsLog metrics(out / "metrics.jsonl", a.resume.empty() ? -1 : trainer.step());
+    std::optional<apps::MetricsLog> metrics;  // rank 0's
+    if (lead) metrics.emplace(out / "metrics.jsonl", a.resume.empty() ? -1 : trainer.step());
     const std::map<std::string, std::string> meta{{"dataset", a.data},
                                                   {"method", a.method},
                                                   {"loss", a.method == "mae" ? "none" : a.loss},
@@ -446,7 +468,18 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
     const auto t0 = std::chrono::steady_clock::now();
     const std::int64_t step0 = trainer.step();
     Window shown, logged;
-    const auto images_total = [&] { return trainer.step() * a.batch * a.accum; };
+    // Ctrl-C / SIGTERM: with several ranks, the request every rank agreed on after a micro-batch
+    // (a signal reaches the ranks at different moments)
+    bool agreed_stop = false;
+    const auto stop_requested = [&] { return comm.world() > 1 ? agreed_stop : g_stop.load(); };
+    const auto images_total = [&] { return trainer.step() * a.batch * comm.world() * a.accum; };
+    // every rank stops at the same micro-batch: rank 0's clock and any rank's stop request decide
+    const auto agree_stop = [&](bool mine) {
+        if (comm.world() == 1) return mine;
+        double v[1] = {mine ? 1.0 : 0.0};
+        comm.allreduce_sum_host(v, 1, "the stop decision");
+        return v[0] > 0;
+    };
     const auto eta = [&](double elapsed) {
         const double done = double(trainer.step() - step0);
         return done > 0 ? elapsed / done * double(total - trainer.step()) : -1.0;
@@ -457,15 +490,16 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
         loader.start_epoch(std::uint64_t(trainer.epoch()));
         // skip the micro-batches a resumed run already did in this epoch (bounded by the check
         // after load, and stoppable)
-        for (std::int64_t i = 0; i < trainer.iteration() && !g_stop.load(); ++i)
+        for (std::int64_t i = 0; i < trainer.iteration() && !stop_requested(); ++i)
             if (!loader.next()) break;
-        while (!stop && !g_stop.load()) {
+        while (!stop && !stop_requested()) {
             const data::Batch* b = loader.next();
             if (!b) break;
-            train::Trainer<float>::Report r;
+            typename TrainerT::Report r;
             try {
                 r = trainer.micro_batch(ctx, b->view1, b->view2 ? b->view2 : b->view1, b->size);
-            } catch (const train::NonFiniteLoss& e) {
+            } catch (const train::NonFiniteLoss& e) {  // every rank sees the same (all-reduced) loss
+                if (!lead) return 1;
                 progress.finish_line();
                 std::fprintf(stderr,
                              "%s: stopped at step %lld (micro-batch %lld): the %s not finite (mim %g, gg %g); "
@@ -476,27 +510,32 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
                                              : " (no checkpoint was written yet)");
                 return 1;
             }
-            shown.add(r.losses, b->size);
-            logged.add(r.losses, b->size);
+            shown.add(r.losses, b->size * comm.world());  // the global batch's images
+            logged.add(r.losses, b->size * comm.world());
             const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             if (r.stepped && trainer.step() % a.log_every == 0) {
-                metrics.append(logged.record(trainer.step(), trainer.epoch(), images_total(), r.lr, elapsed));
+                if (lead) metrics->append(logged.record(trainer.step(), trainer.epoch(), images_total(), r.lr, elapsed));
                 logged = Window{.since = elapsed};
             }
-            if (progress.due(elapsed) || (r.stepped && trainer.step() == total)) {
+            if (lead && (progress.due(elapsed) || (r.stepped && trainer.step() == total))) {
                 progress.update(shown.record(trainer.step(), trainer.epoch(), images_total(), r.lr, elapsed), total, a.epochs, eta(elapsed));
                 shown = Window{.since = elapsed};
             }
             if (r.stepped && a.save_every > 0 && trainer.step() % a.save_every == 0) save();
             if (r.stepped && trainer.step() >= total) stop = true, why_stopped = a.steps > 0 ? "--steps reached" : "";
-            if (a.minutes > 0 && elapsed >= a.minutes * 60) stop = true, why_stopped = "--minutes reached";
+            if (agree_stop(a.minutes > 0 && elapsed >= a.minutes * 60 && lead) && !stop) stop = true, why_stopped = "--minutes reached";
+            if (comm.world() > 1) agreed_stop = agree_stop(g_stop.load());
         }
-        if (g_stop.load()) break;
+        if (stop_requested()) break;
         // the epoch is over when all its micro-batches are done (a stop inside it keeps the position)
         if (!stop || trainer.iteration() >= ipe) trainer.end_epoch();
     }
-    progress.finish_line();
-    if (g_stop.load()) std::printf("stop requested: saving and exiting\n");
+    if (lead) progress.finish_line();
+    if (!lead) {  // the final save is collective; printing, export and k-NN are rank 0's
+        if (saved_step != trainer.step() || trainer.micro_step() != 0) save();
+        return 0;
+    }
+    if (stop_requested()) std::printf("stop requested: saving and exiting\n");
     else if (!why_stopped.empty()) std::printf("%s: saving\n", why_stopped.c_str());
     if (saved_step != trainer.step() || trainer.micro_step() != 0) save();
     if (ds->skipped() > 0) std::printf("skipped %zu corrupt image(s) (--skip-corrupt)\n", ds->skipped());
@@ -508,9 +547,17 @@ int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bo
         apps::export_checkpoint_encoder(out / "checkpoint.safetensors", a.export_encoder, spec.encoder);
         std::printf("exported the encoder (timm VisionTransformer names) to %s\n", a.export_encoder.c_str());
     }
-    if (g_stop.load()) return 0;
+    if (stop_requested()) return 0;
     if (!a.no_eval) run_knn(a, ctx, spec.encoder, out / "checkpoint.safetensors");
     return 0;
+}
+
+template <class Crop>
+int train_run(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, bool guided, std::uint64_t seed) {
+#ifdef LCMAE_HAVE_MPI
+    if (g_comm) return train_loop<Crop>(a, ctx, spec, guided, seed, *g_comm);
+#endif
+    return train_loop<Crop>(a, ctx, spec, guided, seed, dist::Single{});
 }
 
 /// One leaf of the table: the model type gives the structure (spec), the guided flag and the crop.
@@ -563,6 +610,43 @@ int dispatch(const Args& a, const backend::Cpu& ctx) {
 namespace lcmae::tools {
 int cmd_pretrain(int argc, char** argv) {
     const Args a = parse(argc, argv);
+#ifdef LCMAE_HAVE_MPI
+    // Under mpirun every rank runs this; a plain start never initialises MPI (dist::Single).
+    std::unique_ptr<dist::MpiSession> session;
+    std::unique_ptr<dist::Mpi> comm;
+    if (dist::launched_by_mpirun()) {
+        session = std::make_unique<dist::MpiSession>();
+        comm = std::make_unique<dist::Mpi>();
+        if (comm->world() > 1) g_comm = comm.get();
+    }
+    if (g_comm) {
+        // --threads 0 under mpirun: the host's cores shared among the ranks on it
+        const int threads = a.threads > 0 ? int(a.threads) : std::max(1, backend::Cpu().threads() / comm->local_size());
+        try {
+            std::signal(SIGINT, request_stop);
+            std::signal(SIGTERM, request_stop);
+            std::string setup_error;
+            if (comm->rank() == 0) try {
+                    check_output_dir(a.out);
+                    write_atomic(std::filesystem::path(a.out) / "config.json", config_json(a));
+                } catch (const std::exception& e) {
+                    setup_error = e.what();
+                }
+            std::uint64_t len = setup_error.size();
+            comm->broadcast_host(&len, sizeof len, 0, "the output directory check");
+            if (len) {
+                if (comm->rank() == 0) std::fprintf(stderr, "error: %s\n", setup_error.c_str());
+                return 1;
+            }
+            return dispatch(a, backend::Cpu(threads));
+        } catch (const dist::CollectiveError& e) {  // every rank has it (rank 0's save or load): rank 0 says it
+            if (comm->rank() == 0) std::fprintf(stderr, "error: %s\n", e.what());
+            return 1;
+        } catch (const std::exception& e) {  // this rank alone: end every rank, naming this one
+            comm->abort(e.what());
+        }
+    }
+#endif
     // from here on Ctrl-C / SIGTERM stop cleanly (a stop while the data loads saves step 0)
     std::signal(SIGINT, request_stop);
     std::signal(SIGTERM, request_stop);

@@ -38,7 +38,7 @@ concept BackendMemory = std::derived_from<B, ops::BackendTag> && requires(const 
 /// Every op of the catalogue for scalar type T (float for training; double for gradient checks).
 template <class B, class T>
 concept BackendOps = requires(const B& ctx, dptr<B, T> p, dptr<B, const T> cp, dptr<B, const std::int64_t> ids,
-                              dptr<B, std::int64_t> slots, dptr<B, double> scalar, long n, T a) {
+                              dptr<B, std::int64_t> slots, dptr<B, double> scalar, dptr<B, const double> cscalar, long n, T a) {
     gemm(ctx, false, true, n, n, n, a, cp, n, cp, n, a, p, n);
     gemm_batched(ctx, false, true, n, n, n, a, cp, n, n, cp, n, n, a, p, n, n, n);
     bias_fill(ctx, n, n, cp, p);
@@ -58,6 +58,10 @@ concept BackendOps = requires(const B& ctx, dptr<B, T> p, dptr<B, const T> cp, d
     batchnorm_forward_train(ctx, n, n, cp, cp, cp, a, a, p, p, p, p, p);
     batchnorm_forward_eval(ctx, n, n, cp, cp, cp, a, cp, cp, p);
     batchnorm_backward(ctx, n, n, cp, cp, cp, cp, cp, p, p, p);
+    batchnorm_local_sums(ctx, n, n, cp, scalar);
+    batchnorm_forward_global(ctx, n, n, cscalar, cp, cp, cp, a, a, p, p, p, p, p);
+    batchnorm_backward_local_sums(ctx, n, n, cp, cp, cp, cp, scalar, p, p);
+    batchnorm_backward_global(ctx, n, n, cscalar, cp, cp, cp, cp, cp, p);
     attention_forward(ctx, n, n, n, n, cp, p, p);
     attention_backward(ctx, n, n, n, n, cp, cp, cp, p, p);
     softmax_rows(ctx, n, n, cp, p);

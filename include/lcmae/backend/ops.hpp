@@ -65,6 +65,17 @@
 //   batchnorm_forward_eval(ctx, rows, cols, x, gamma, beta, eps, running_mean, running_var, y)
 //   batchnorm_backward(ctx, rows, cols, x, mean, rstd, gamma, dy, dx, dgamma, dbeta)
 //       train-mode gradient; dx written; dgamma, dbeta accumulate.
+//   SyncBatchNorm (a data-parallel group's statistics; sums: 2 cols + 1 doubles in backend memory,
+//   [part 0 | part 1 | row count], summed over ranks by the communicator between the two halves):
+//   batchnorm_local_sums(ctx, rows, cols, x, sums)        sums = [sum x | sum x^2 | rows] (written)
+//   batchnorm_forward_global(ctx, rows, cols, sums, x, gamma, beta, eps, momentum, y, mean, rstd,
+//                            running_mean, running_var)
+//       as batchnorm_forward_train with N = sums[2 cols], mean = sum x / N, biased var =
+//       max(sum x^2 / N - mean^2, 0) (one pass, in double), unbiased var = var N / (N - 1)
+//   batchnorm_backward_local_sums(ctx, rows, cols, x, mean, rstd, dy, sums, dgamma, dbeta)
+//       sums = [sum dy | sum dy xhat | rows] (written); dgamma, dbeta accumulate this rank's share
+//   batchnorm_backward_global(ctx, rows, cols, sums, x, mean, rstd, gamma, dy, dx)
+//       dx = g rstd (dy - sum dy / N - xhat sum dy xhat / N) (written)
 // Attention (multi-head, batched over batch x heads)
 //   attention_forward(ctx, B, N, H, hd, qkv, P, out)
 //       qkv (B*N, 3*H*hd): q, k, v are consecutive H*hd blocks, each split into contiguous heads.
@@ -153,7 +164,8 @@
     X(gelu_forward) X(gelu_backward) X(relu_forward) X(relu_backward) X(scale_add_broadcast)           \
     X(col_sum_add)                                                                                     \
     /* norms */ X(layernorm_forward) X(layernorm_backward) X(batchnorm_forward_train)                  \
-    X(batchnorm_forward_eval) X(batchnorm_backward)                                                    \
+    X(batchnorm_forward_eval) X(batchnorm_backward) X(batchnorm_local_sums) X(batchnorm_forward_global) \
+    X(batchnorm_backward_local_sums) X(batchnorm_backward_global)                                      \
     /* attention */ X(attention_forward) X(attention_backward) X(softmax_rows)                         \
     /* patches */ X(patchify_conv) X(patchify_target) X(unpatchify_target)                            \
     /* tokens */ X(gather_rows) X(scatter_rows_add) X(assemble_tokens) X(split_token_grads)             \

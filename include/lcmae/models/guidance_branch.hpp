@@ -77,6 +77,13 @@ public:
             infonce_scratch_.resize(static_cast<std::size_t>(ops::infonce_scratch_size(rows, D)));
     }
 
+    /// Data-parallel training: the online heads' BatchNorm layers use the global batch's statistics
+    /// (SyncBatchNorm). The target's projector runs in eval mode (running statistics): no sync.
+    void set_reducer(const dist::Reducer<Backend>* r) {
+        head_.set_reducer(r);
+        predictor_.set_reducer(r);
+    }
+
     /// SPEC 3 initialisation of the online heads (the target's projector is copied from them).
     template <class HostParams>
     void init(HostParams& P, std::uint64_t seed) const {

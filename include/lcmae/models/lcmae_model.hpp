@@ -12,6 +12,7 @@
 // view, so each view gets its own BatchNorm batch statistics (view 1 first).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -25,6 +26,14 @@
 #include "lcmae/models/vit_encoder.hpp"
 
 namespace lcmae::models {
+
+/// Which rows of a data-parallel global batch this process holds: local row j is global row
+/// j * world + rank (round-robin, as data::Loader deals an epoch's order to ranks). Everything drawn
+/// per sample (masks) is drawn for the whole global batch and this rank's rows are taken, so a
+/// sample's mask depends on its global position only, never on the number of ranks.
+struct BatchShard {
+    int rank = 0, world = 1;
+};
 
 template <class T, class Backend = backend::Cpu>
 class LcmaeModel {
@@ -125,11 +134,19 @@ public:
         copy_online_to_target(Backend(1));
     }
 
+    /// Data-parallel training: the online heads' BatchNorm uses the statistics of the global batch
+    /// through `r` (SyncBatchNorm); null (the default) is single-process BatchNorm.
+    void set_batch_reducer(const dist::Reducer<Backend>* r) {
+        if (guidance_) guidance_->set_reducer(r);
+    }
+
     /// One micro-batch with masks drawn from `rng`. view1, view2: (B, C, H, W); view2 unused by
-    /// plain MAE (may be null).
+    /// plain MAE (may be null). With a shard of world > 1, B is this rank's part of a global batch
+    /// of B * world rows, and the masks are the global batch's rows of this rank (BatchShard).
     StepLosses forward_backward(const Backend& ctx, const T* view1, const T* view2, long B, Rng& rng,
-                                double loss_scale = 1.0) {
+                                double loss_scale = 1.0, BatchShard shard = {}) {
         const long L = spec_.encoder.tokens();
+        if (shard.world > 1) return forward_backward_shard(ctx, view1, view2, B, rng, loss_scale, shard);
         if (simmim_) {
             block_mask_into(B, spec_.encoder.grid(), spec_.simmim_block, spec_.simmim_mask_ratio, rng,
                             simmim_mask_.data(), block_order_.data());
@@ -186,8 +203,10 @@ public:
     }
 
     /// LC-SimMIM with an injected per-token mask w (B, L) (host), 1 = masked (Paper schedule).
+    /// mim_rescale multiplies the L1 loss's gradient only (a data-parallel rank's correction of
+    /// the loss normalisation, see forward_backward_shard).
     StepLosses forward_backward_simmim(const Backend& ctx, const T* view1, const T* view2, long B, const T* w,
-                                       double loss_scale = 1.0) {
+                                       double loss_scale = 1.0, double mim_rescale = 1.0) {
         LCMAE_CHECK(simmim_, "this model is not LC-SimMIM: call forward_backward_mae");
         check_batch(B, view1, view2);
         const auto& e = spec_.encoder;
@@ -209,7 +228,7 @@ public:
         simmim_decoder_.forward(ctx, P_, CPtr(rows), A_.at(pred_), B * L);
         patchify_target(ctx, e.channels, e.image, e.patch, B, CPtr(images), A_.at(target_patches_));
         simmim_l1(ctx, B, L, Pd, e.patch * e.patch, e.channels, CPtr(A_.at(pred_)), CPtr(A_.at(target_patches_)), mask,
-                  loss_scale, A_.at(d_pred_), scalars_.data() + kMim);
+                  loss_scale * mim_rescale, A_.at(d_pred_), scalars_.data() + kMim);
         const Ptr d_latent = A_.at(d_latent_);
         fill(ctx, B * N * D, T(0), d_latent);
         if (spec_.guided_enabled()) guide(ctx, latent, view2, B, loss_scale);
@@ -252,6 +271,44 @@ public:
     }
 
 private:
+    /// forward_backward for rank `shard.rank` of `shard.world`: the masks of the whole global batch
+    /// are drawn exactly as a single process with that batch draws them (same stream, same order),
+    /// and this rank's rows (j * world + rank) are picked. Host work only (B * world masks).
+    StepLosses forward_backward_shard(const Backend& ctx, const T* view1, const T* view2, long B, Rng& rng,
+                                      double loss_scale, BatchShard shard) {
+        LCMAE_CHECK(shard.world >= 1 && shard.rank >= 0 && shard.rank < shard.world,
+                    "batch shard: rank " << shard.rank << " is not in [0, " << shard.world << ")");
+        const long L = spec_.encoder.tokens(), W = shard.world, G = B * W;
+        const auto global_row = [&](long j) { return j * W + shard.rank; };
+        if (simmim_) {
+            std::vector<T> global(static_cast<std::size_t>(G * L));
+            block_mask_into(G, spec_.encoder.grid(), spec_.simmim_block, spec_.simmim_mask_ratio, rng, global.data(),
+                            block_order_.data());
+            for (long j = 0; j < B; ++j)
+                std::copy_n(global.data() + global_row(j) * L, L, simmim_mask_.data() + j * L);
+            // SimMIM's L1 divides by (masked pixels + 1e-5): rescale this rank's gradient so that the
+            // ranks' mean is the global batch's (the ratio is W up to the 1e-5; the reported loss
+            // stays this rank's own, so the logged mean differs from the global one by ~1e-7).
+            const double ppt = double(spec_.encoder.patch * spec_.encoder.patch);
+            double mine = 0, all = 0;
+            for (long i = 0; i < B * L; ++i) mine += double(simmim_mask_[std::size_t(i)]);
+            for (long i = 0; i < G * L; ++i) all += double(global[std::size_t(i)]);
+            const double rescale = double(W) * (mine * ppt + 1e-5) / (all * ppt + 1e-5);
+            return forward_backward_simmim(ctx, view1, view2, B, simmim_mask_.data(), loss_scale, rescale);
+        }
+        std::vector<std::int64_t> global(static_cast<std::size_t>(G * L));
+        random_shuffle_into(G, L, rng, global.data(), noise_.data());
+        for (long j = 0; j < B; ++j) std::copy_n(global.data() + global_row(j) * L, L, ids_.data() + j * L);
+        if (Kt_ < L) {  // the target's masks: V blocks of G rows, view-major, as random_shuffle_into(V * G) lays them
+            global.resize(static_cast<std::size_t>(views_ * G * L));
+            random_shuffle_into(views_ * G, L, rng, global.data(), noise_.data());
+            for (long v = 0; v < views_; ++v)
+                for (long j = 0; j < B; ++j)
+                    std::copy_n(global.data() + (v * G + global_row(j)) * L, L, target_ids_.data() + (v * B + j) * L);
+        }
+        return forward_backward_mae(ctx, view1, view2, B, ids_.data(), loss_scale, Kt_ < L ? target_ids_.data() : nullptr);
+    }
+
     static void validate(const ModelSpec& s) {
         LCMAE_CHECK(s.max_batch >= 1, "max_batch must be >= 1, got " << s.max_batch);
         LCMAE_CHECK(s.alpha >= 0, "alpha must be non-negative, got " << s.alpha);

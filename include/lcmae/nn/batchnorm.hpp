@@ -8,6 +8,7 @@
 
 #include "lcmae/backend/ops.hpp"
 #include "lcmae/core/arena.hpp"
+#include "lcmae/dist/reducer.hpp"
 #include "lcmae/nn/init.hpp"
 
 namespace lcmae::nn {
@@ -55,6 +56,25 @@ struct BatchNorm1d {
     void forward_eval(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr x, Ptr y, long rows) const {
         batchnorm_forward_eval(ctx, rows, dim, x, gamma(P), beta(P), eps, P.value(running_mean),
                                     P.value(running_var), y);
+    }
+    /// SyncBatchNorm (data-parallel training): the same train-mode forward with the statistics of
+    /// the global batch. `sums` is 2 dim + 1 doubles of backend scratch; the reducer sums this
+    /// rank's column sums over every rank between the two halves.
+    void forward_train(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, Ptr y, Ptr mean, Ptr rstd, long rows,
+                       const dist::Reducer<Backend>& group, dptr<Backend, double> sums) const {
+        batchnorm_local_sums(ctx, rows, dim, x, sums);
+        group.sum(ctx, 2 * dim + 1, sums, "SyncBatchNorm statistics (forward)");
+        batchnorm_forward_global(ctx, rows, dim, dptr<Backend, const double>(sums), x, gamma(P), beta(P), eps, momentum, y,
+                                 mean, rstd, P.value(running_mean), P.value(running_var));
+    }
+    /// SyncBatchNorm backward: dx as the global batch's BatchNorm gives it (in this rank's loss
+    /// scale); dgamma/dbeta accumulate this rank's share (the gradient all-reduce averages them).
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, CPtr mean, CPtr rstd, CPtr dy, Ptr dx, long rows,
+                  const dist::Reducer<Backend>& group, dptr<Backend, double> sums) const {
+        batchnorm_backward_local_sums(ctx, rows, dim, x, mean, rstd, dy, sums, affine ? P.grad(g) : nullptr,
+                                      affine ? P.grad(b) : nullptr);
+        group.sum(ctx, 2 * dim + 1, sums, "SyncBatchNorm gradient sums (backward)");
+        batchnorm_backward_global(ctx, rows, dim, dptr<Backend, const double>(sums), x, mean, rstd, gamma(P), dy, dx);
     }
     /// Train-mode backward: dx written, dgamma/dbeta accumulate.
     void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, CPtr mean, CPtr rstd,

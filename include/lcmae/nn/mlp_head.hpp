@@ -37,6 +37,15 @@ struct MlpHead {
     std::vector<CallSlots> calls;
     Slot scratch0, scratch1;
     std::vector<CPtr> inputs;  // the a_0 of each call, kept by the caller until backward
+    // SyncBatchNorm: the data-parallel group (null: single-process BatchNorm) and its scratch
+    const dist::Reducer<Backend>* group = nullptr;
+    dbuffer<Backend, double> sync_sums;
+
+    /// Data-parallel training: every BatchNorm of this head uses the global batch's statistics.
+    void set_reducer(const dist::Reducer<Backend>* r) {
+        group = r;
+        if (r && plan.depth > 1) sync_sums.resize(static_cast<std::size_t>(2 * plan.hidden + 1));
+    }
 
     MlpHead() = default;
     MlpHead(ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, const std::string& prefix, const MlpHeadPlan& p) : plan(p) {
@@ -87,7 +96,9 @@ struct MlpHead {
             linears[i].forward(ctx, P, a, z, rows);
             if (i + 1 == plan.depth) return z;
             Ptr u = A.at(c.a[i]);
-            if (train)
+            if (train && group)
+                norms[i].forward_train(ctx, P, z, u, A.at(c.mean[i]), A.at(c.rstd[i]), rows, *group, sync_sums.data());
+            else if (train)
                 norms[i].forward_train(ctx, P, z, u, A.at(c.mean[i]), A.at(c.rstd[i]), rows);
             else
                 norms[i].forward_eval(ctx, P, z, u, rows);
@@ -120,7 +131,11 @@ struct MlpHead {
             linears[i].backward(ctx, P, a, d, da, rows);
             // relu: the saved a_i = relu(u) is > 0 exactly where u > 0
             relu_backward(ctx, rows * width_in(i), a, da, da);
-            norms[i - 1].backward(ctx, P, A.at(c.z[i - 1]), A.at(c.mean[i - 1]), A.at(c.rstd[i - 1]), da, dz, rows);
+            if (group)
+                norms[i - 1].backward(ctx, P, A.at(c.z[i - 1]), A.at(c.mean[i - 1]), A.at(c.rstd[i - 1]), da, dz, rows,
+                                      *group, sync_sums.data());
+            else
+                norms[i - 1].backward(ctx, P, A.at(c.z[i - 1]), A.at(c.mean[i - 1]), A.at(c.rstd[i - 1]), da, dz, rows);
             d = dz;
         }
     }

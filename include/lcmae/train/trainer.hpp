@@ -11,6 +11,20 @@
 // are backend ops over the arenas. The losses come back as host doubles (the model downloads its
 // loss scalars once per micro-batch), which is what the finiteness check reads. On the CPU the
 // constructor, save and load also work without a context.
+//
+// Data parallelism (DESIGN.md "Distributed"): the third parameter is the communicator policy
+// (dist/communicator.hpp). dist::Single (the default) is one process and changes nothing. With
+// N ranks (dist::Mpi, dist::Nccl) each rank runs micro_batch() on its `batch` samples of a global
+// batch of batch * N (the loader's round-robin shard), and the run is the single-process run at
+// that global batch:
+//   * masks are drawn for the global batch and each rank takes its rows (models::BatchShard);
+//   * the online heads' BatchNorm is synchronised (SyncBatchNorm through comm.reducer());
+//   * the losses are local means over equal shards, so the mean of the ranks' gradients is the
+//     global batch's gradient: one all-reduce (mean) of the whole gradient arena before AdamW;
+//     the losses are averaged too, so every rank sees the same, finite or not, and stops together;
+//   * lr scaling, the recorded configuration and the run id use the global batch, so a run saved
+//     with N ranks resumes with M (same global batch, M * batch' = N * batch);
+//   * only rank 0 writes files; save() and load() are collective (every rank calls them).
 #pragma once
 
 #include <algorithm>
@@ -27,6 +41,8 @@
 #include <system_error>
 #include <vector>
 
+#include "lcmae/dist/communicator.hpp"
+#include "lcmae/dist/single.hpp"
 #include "lcmae/io/atomic_file.hpp"
 #include "lcmae/io/checkpoint.hpp"
 #include "lcmae/io/train_state.hpp"
@@ -41,7 +57,7 @@ namespace lcmae::train {
 
 /// Run-time numbers of a pre-training run (SPEC 4 defaults, scaled down by the caller for short runs).
 struct TrainConfig {
-    long batch = 64;                 // per micro-batch
+    long batch = 64;                 // per micro-batch, on each rank (the global batch is batch * ranks)
     int accumulation = 1;            // micro-batches per optimiser step
     std::int64_t epochs = 1600;
     double warmup_epochs = 40;
@@ -67,13 +83,24 @@ struct NonFiniteLoss : Error {
     std::int64_t step, micro;
 };
 
-template <class T, class Backend = backend::Cpu>
+template <class T, class Backend = backend::Cpu, class Comm = dist::Single>
 class Trainer {
+    static_assert(dist::Communicator<Comm, Backend, T>,
+                  "Trainer's third parameter must be a communicator (dist::Single, dist::Mpi, dist::Nccl): "
+                  "see lcmae/dist/communicator.hpp for what it provides");
+
 public:
     using Model = models::LcmaeModel<T, Backend>;
 
+    /// Single process (dist::Single and any communicator that needs no state).
     Trainer(const Backend& ctx, Model& model, const TrainConfig& cfg, std::int64_t iters_per_epoch)
-        : model_(model), cfg_(cfg), iters_per_epoch_(iters_per_epoch),
+        requires std::default_initializable<Comm> && std::is_empty_v<Comm>
+        : Trainer(ctx, model, cfg, iters_per_epoch, default_comm()) {}
+    /// Data parallel: `comm` (which must outlive the trainer) is this rank's communicator. Every rank
+    /// constructs its trainer; the parameters and the EMA target are then broadcast from rank 0, so
+    /// all ranks start from the same weights whatever their seeds.
+    Trainer(const Backend& ctx, Model& model, const TrainConfig& cfg, std::int64_t iters_per_epoch, const Comm& comm)
+        : model_(model), cfg_(cfg), iters_per_epoch_(iters_per_epoch), comm_(&comm),
           adamw_(model.params(), optim::AdamWConfig{0.9, 0.95, 1e-8, cfg.weight_decay, cfg.max_grad_norm}) {
         LCMAE_CHECK(cfg.accumulation >= 1, "accumulation must be >= 1, got " << cfg.accumulation);
         LCMAE_CHECK(iters_per_epoch >= 1, "an epoch needs at least one micro-batch, got " << iters_per_epoch);
@@ -82,13 +109,27 @@ public:
                     "warm-up epochs " << cfg.warmup_epochs << " must lie in [0, epochs = " << cfg.epochs << "]");
         if (model.has_target())
             ema_ = std::make_unique<optim::EmaUpdater<T, Backend>>(model.target_params(), model.params());
-        lr_max_ = optim::scaled_lr(cfg.blr, cfg.batch * cfg.accumulation, cfg.lr_scaling);
+        lr_max_ = optim::scaled_lr(cfg.blr, global_batch() * cfg.accumulation, cfg.lr_scaling);
+        model_.set_batch_reducer(comm.template reducer<Backend>());
+        if (world() > 1) {
+            broadcast_arena(ctx, model_.params(), "the initial parameters");
+            if (model_.has_target()) broadcast_arena(ctx, model_.target_params(), "the initial EMA target");
+        }
         optim::zero_grad(ctx, model_.params());
     }
     /// On the CPU without a context.
     Trainer(Model& model, const TrainConfig& cfg, std::int64_t iters_per_epoch)
-        requires std::same_as<Backend, backend::Cpu>
+        requires std::same_as<Backend, backend::Cpu> && std::default_initializable<Comm> && std::is_empty_v<Comm>
         : Trainer(backend::Cpu(), model, cfg, iters_per_epoch) {}
+    Trainer(Model& model, const TrainConfig& cfg, std::int64_t iters_per_epoch, const Comm& comm)
+        requires std::same_as<Backend, backend::Cpu>
+        : Trainer(backend::Cpu(), model, cfg, iters_per_epoch, comm) {}
+
+    int rank() const { return comm_->rank(); }
+    int world() const { return comm_->world(); }
+    /// Samples per micro-batch over all ranks.
+    long global_batch() const { return cfg_.batch * world(); }
+    const Comm& communicator() const noexcept { return *comm_; }
 
     /// Total optimiser steps of the run (the EMA schedule's n).
     std::int64_t total_steps() const { return cfg_.epochs * iters_per_epoch_ / cfg_.accumulation; }
@@ -109,7 +150,13 @@ public:
     Report micro_batch(const Backend& ctx, const T* host_view1, const T* host_view2, long B) {
         Report r;
         Rng rng(cfg_.seed, stream_id(0x4D41534Bull /* "MASK" */, std::uint64_t(micro_)));
-        r.losses = model_.forward_backward(ctx, host_view1, host_view2, B, rng, 1.0 / cfg_.accumulation);
+        r.losses = model_.forward_backward(ctx, host_view1, host_view2, B, rng, 1.0 / cfg_.accumulation,
+                                           models::BatchShard{rank(), world()});
+        if (world() > 1) {  // the global batch's losses (equal shards: the mean of the ranks'); NaN anywhere is NaN everywhere
+            double l[3] = {r.losses.mim, r.losses.gg, r.losses.total};
+            comm_->allreduce_sum_host(l, 3, "the loss all-reduce");
+            r.losses = {l[0] / world(), l[1] / world(), l[2] / world()};
+        }
         if (!std::isfinite(r.losses.total)) {
             std::ostringstream m;
             m << "the loss is not finite (total " << r.losses.total << ": mim " << r.losses.mim << ", gg " << r.losses.gg
@@ -120,6 +167,8 @@ public:
         ++micro_;
         ++it_;
         if (micro_ % cfg_.accumulation == 0) {
+            auto& grads = model_.params().grads();
+            comm_->allreduce_mean(ctx, static_cast<long>(grads.size()), grads.data(), "the gradient all-reduce");
             adamw_.step(ctx, r.lr);
             if (ema_) {
                 r.ema_decay = optim::ema_momentum(step_, std::max<std::int64_t>(1, total_steps()), cfg_.ema_base);
@@ -156,7 +205,81 @@ public:
     /// load() finishes that save (renames the staged state, after checking that it is the
     /// checkpoint's partner), so the pair is whole again. Other stale temporary files and staging
     /// directories of a killed save (our naming patterns only) are removed.
+    ///
+    /// Data parallel: collective. Inside an accumulation cycle the ranks' partial gradients are
+    /// averaged into the saved one (the state is global: a run with another number of ranks resumes
+    /// it; each rank keeps its own partial sum to continue with). Only rank 0 writes; its success or
+    /// its error message reaches every rank, which all return or all throw.
     void save(const Backend& ctx, const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {}) {
+        if (world() == 1) return save_files(ctx, dir, metadata);
+        const bool partial = micro_ % cfg_.accumulation != 0;
+        auto& grads = model_.params().grads();
+        dbuffer<Backend, T> own;
+        if (partial) {
+            own.resize(grads.size());
+            copy(ctx, long(grads.size()), dptr<Backend, const T>(grads.data()), own.data());
+            comm_->allreduce_mean(ctx, long(grads.size()), grads.data(), "the partial-gradient all-reduce of a save");
+        }
+        std::string error;
+        if (rank() == 0) {
+            try {
+                save_files(ctx, dir, metadata);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+        }
+        if (partial) copy(ctx, long(grads.size()), dptr<Backend, const T>(own.data()), grads.data());
+        share_outcome(error, "the outcome of rank 0's save");
+    }
+    void save(const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {})
+        requires std::same_as<Backend, backend::Cpu>
+    {
+        save(backend::Cpu(), dir, metadata);
+    }
+    /// Restores what save() wrote; checks every name, shape and dtype, and that the checkpoint and
+    /// the training state come from the same save (step, micro-batch counter, run id) before
+    /// anything is modified. Files written before these metadata existed (neither carries them)
+    /// are accepted as a pair unchecked.
+    ///
+    /// Data parallel: collective. Rank 0 reads the files (and alone finishes an interrupted save);
+    /// the weights, EMA target, AdamW state, counters and any partial gradient are then broadcast,
+    /// so every rank continues from the same bits and the files need not be visible to the others.
+    void load(const Backend& ctx, const std::filesystem::path& dir) {
+        if (world() == 1) return load_files(ctx, dir);
+        std::string error;
+        if (rank() == 0) {
+            try {
+                load_files(ctx, dir);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+        }
+        share_outcome(error, "the outcome of rank 0's load");
+        broadcast_arena(ctx, model_.params(), "the loaded parameters");
+        if (model_.has_target()) broadcast_arena(ctx, model_.target_params(), "the loaded EMA target");
+        auto st = adamw_.state();
+        for (auto& [name, buf] : st.buffers)
+            comm_->broadcast(ctx, long(buf->size()), buf->data(), 0, "the loaded AdamW moments");
+        std::int64_t counters[5] = {step_, epoch_, it_, micro_, std::int64_t(adamw_.step_count())};
+        comm_->broadcast_host(counters, sizeof counters, 0, "the loaded counters");
+        step_ = counters[0];
+        epoch_ = counters[1];
+        it_ = counters[2];
+        micro_ = counters[3];
+        adamw_.set_step_count(std::uint64_t(counters[4]));
+        // the global partial gradient of a mid-cycle save (zero otherwise): every rank adds its own
+        // micro-batches to it, and the step's mean over ranks is then the uninterrupted step's
+        auto& grads = model_.params().grads();
+        comm_->broadcast(ctx, long(grads.size()), grads.data(), 0, "the loaded partial gradient");
+    }
+    void load(const std::filesystem::path& dir)
+        requires std::same_as<Backend, backend::Cpu>
+    {
+        load(backend::Cpu(), dir);
+    }
+
+private:
+    void save_files(const Backend& ctx, const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata) {
         namespace fs = std::filesystem;
         std::uint64_t partial = static_cast<std::uint64_t>(micro_ % cfg_.accumulation);
         std::vector<optim::OptimizerStateRef<T, Backend>> refs{adamw_.state()};
@@ -212,16 +335,7 @@ public:
         fs::remove_all(stage, ec);
         io::fsync_dir(dir);
     }
-    void save(const std::filesystem::path& dir, const std::map<std::string, std::string>& metadata = {})
-        requires std::same_as<Backend, backend::Cpu>
-    {
-        save(backend::Cpu(), dir, metadata);
-    }
-    /// Restores what save() wrote; checks every name, shape and dtype, and that the checkpoint and
-    /// the training state come from the same save (step, micro-batch counter, run id) before
-    /// anything is modified. Files written before these metadata existed (neither carries them)
-    /// are accepted as a pair unchecked.
-    void load(const Backend& ctx, const std::filesystem::path& dir) {
+    void load_files(const Backend& ctx, const std::filesystem::path& dir) {
         finish_interrupted_save(dir);
         remove_stale_temporaries(dir);
         const auto ck_path = dir / kCheckpoint;
@@ -254,12 +368,28 @@ public:
         it_ = st.iteration;
         micro_ = micro;
     }
-    void load(const std::filesystem::path& dir)
-        requires std::same_as<Backend, backend::Cpu>
+
+    /// Rank 0's error message (empty: success) to every rank; all throw it (dist::CollectiveError),
+    /// or none does.
+    void share_outcome(const std::string& error, const char* what) const {
+        std::uint64_t len = error.size();
+        comm_->broadcast_host(&len, sizeof len, 0, what);
+        if (len == 0) return;
+        std::string msg(len, ' ');
+        comm_->broadcast_host(msg.data(), len, 0, what);
+        throw dist::CollectiveError(msg);
+    }
+    void broadcast_arena(const Backend& ctx, ParamArena<T, Backend>& arena, const char* what) {
+        comm_->broadcast(ctx, long(arena.values().size()), arena.values().data(), 0, what);
+    }
+    static const Comm& default_comm()
+        requires std::default_initializable<Comm>
     {
-        load(backend::Cpu(), dir);
+        static const Comm c{};
+        return c;
     }
 
+public:
     const optim::AdamW<T, Backend>& optimizer() const noexcept { return adamw_; }
 
     /// Micro-batches done since the last optimiser step (0 at a step boundary).
@@ -300,7 +430,8 @@ private:
             os << x;
             v.emplace_back(k, os.str());
         };
-        add("seed", cfg_.seed); add("batch", cfg_.batch); add("accumulation", cfg_.accumulation);
+        // the global batch (and its planned maximum): what a run with another number of ranks must share
+        add("seed", cfg_.seed); add("batch", global_batch()); add("accumulation", cfg_.accumulation);
         add("epochs", cfg_.epochs); add("warmup_epochs", cfg_.warmup_epochs); add("blr", cfg_.blr);
         add("lr_scaling", int(cfg_.lr_scaling)); add("min_lr", cfg_.min_lr); add("weight_decay", cfg_.weight_decay);
         add("max_grad_norm", cfg_.max_grad_norm); add("ema_base", cfg_.ema_base); add("iters_per_epoch", iters_per_epoch_);
@@ -315,7 +446,7 @@ private:
         add("views", int(m.views)); add("baseline", int(m.baseline)); add("mask_ratio", m.mask_ratio);
         add("simmim_mask_ratio", m.simmim_mask_ratio); add("simmim_block", m.simmim_block);
         add("target_mask_ratio", m.target_mask_ratio); add("alpha", m.alpha); add("temperature", m.temperature);
-        add("smooth_l1_beta", m.smooth_l1_beta); add("norm_pix", int(m.norm_pix)); add("max_batch", m.max_batch);
+        add("smooth_l1_beta", m.smooth_l1_beta); add("norm_pix", int(m.norm_pix)); add("max_batch", m.max_batch * world());
         return v;
     }
     std::string config_string() const {
@@ -490,6 +621,7 @@ private:
     Model& model_;
     TrainConfig cfg_;
     std::int64_t iters_per_epoch_;
+    const Comm* comm_;
     optim::AdamW<T, Backend> adamw_;
     std::unique_ptr<optim::EmaUpdater<T, Backend>> ema_;
     double lr_max_ = 0;

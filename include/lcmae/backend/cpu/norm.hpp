@@ -3,6 +3,7 @@
 // saved mean/rstd do not depend on the thread count.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 
 #include "lcmae/backend/cpu.hpp"
@@ -134,6 +135,89 @@ inline void batchnorm_backward(const backend::Cpu& ctx, long rows, long cols, co
         if (dgamma) dgamma[c] += sum_dx;
         if (dbeta) dbeta[c] += sum_d;
         const T md = sum_d / T(rows), mdx = sum_dx / T(rows);
+        for (long r = 0; r < rows; ++r) {
+            const T xhat = (x[r * cols + c] - m) * rs;
+            dx[r * cols + c] = g * rs * (dy[r * cols + c] - md - xhat * mdx);
+        }
+    }
+}
+
+// ---- SyncBatchNorm (dist/: statistics over the data-parallel group) --------------------------
+// A synchronised BatchNorm splits each op in two around an all-reduce of a few column sums, so the
+// statistics are those of the global batch. The sums travel in double (2 cols + 1 values: the
+// third part is the row count, so ranks may hold different numbers of rows).
+
+/// sums = [sum_r x | sum_r x^2 | rows] of this rank's rows (written, double).
+template <class T>
+inline void batchnorm_local_sums(const backend::Cpu& ctx, long rows, long cols, const T* x, double* sums) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long c = 0; c < cols; ++c) {
+        double s = 0, q = 0;
+        for (long r = 0; r < rows; ++r) {
+            const double v = x[r * cols + c];
+            s += v;
+            q += v * v;
+        }
+        sums[c] = s;
+        sums[cols + c] = q;
+    }
+    sums[2 * cols] = double(rows);
+}
+
+/// Train-mode forward with the statistics of summed `sums` (batchnorm_local_sums over every rank):
+/// N = sums[2 cols], mean = sum x / N, biased var = max(sum x^2 / N - mean^2, 0); running stats
+/// updated with the unbiased var as batchnorm_forward_train does.
+template <class T>
+inline void batchnorm_forward_global(const backend::Cpu& ctx, long rows, long cols, const double* sums, const T* x,
+                                     const T* gamma, const T* beta, T eps, T momentum, T* y, T* mean, T* rstd,
+                                     T* running_mean, T* running_var) {
+    const double N = sums[2 * cols];
+    LCMAE_CHECK(N >= 2, "BatchNorm in train mode needs at least 2 rows over all ranks, got " << N);
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long c = 0; c < cols; ++c) {
+        const double m = sums[c] / N;
+        const double v = std::max(sums[cols + c] / N - m * m, 0.0);
+        const T rs = T(1.0 / std::sqrt(v + double(eps)));
+        mean[c] = T(m);
+        rstd[c] = rs;
+        const T g = gamma ? gamma[c] : T(1), b = beta ? beta[c] : T(0);
+        for (long r = 0; r < rows; ++r) y[r * cols + c] = (x[r * cols + c] - T(m)) * rs * g + b;
+        if (running_mean) running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * T(m);
+        if (running_var) running_var[c] = (T(1) - momentum) * running_var[c] + momentum * T(v * N / (N - 1));
+    }
+}
+
+/// Backward, part 1: sums = [sum_r dy | sum_r dy xhat | rows] of this rank's rows (written,
+/// double); dgamma, dbeta accumulate this rank's share (may be null).
+template <class T>
+inline void batchnorm_backward_local_sums(const backend::Cpu& ctx, long rows, long cols, const T* x, const T* mean,
+                                          const T* rstd, const T* dy, double* sums, T* dgamma, T* dbeta) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long c = 0; c < cols; ++c) {
+        const T m = mean[c], rs = rstd[c];
+        double sd = 0, sdx = 0;
+        for (long r = 0; r < rows; ++r) {
+            const T d = dy[r * cols + c];
+            sd += d;
+            sdx += double(d * ((x[r * cols + c] - m) * rs));
+        }
+        sums[c] = sd;
+        sums[cols + c] = sdx;
+        if (dgamma) dgamma[c] += T(sdx);
+        if (dbeta) dbeta[c] += T(sd);
+    }
+    sums[2 * cols] = double(rows);
+}
+
+/// Backward, part 2, with summed `sums`: dx = g rstd (dy - sum dy / N - xhat sum dy xhat / N) (written).
+template <class T>
+inline void batchnorm_backward_global(const backend::Cpu& ctx, long rows, long cols, const double* sums, const T* x,
+                                      const T* mean, const T* rstd, const T* gamma, const T* dy, T* dx) {
+    const double N = sums[2 * cols];
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long c = 0; c < cols; ++c) {
+        const T m = mean[c], rs = rstd[c], g = gamma ? gamma[c] : T(1);
+        const T md = T(sums[c] / N), mdx = T(sums[cols + c] / N);
         for (long r = 0; r < rows; ++r) {
             const T xhat = (x[r * cols + c] - m) * rs;
             dx[r * cols + c] = g * rs * (dy[r * cols + c] - md - xhat * mdx);

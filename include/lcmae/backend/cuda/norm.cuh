@@ -242,6 +242,70 @@ __global__ void batchnorm_backward_dx_kernel(long long rows, long long cols, con
 inline unsigned int row_warp_blocks(long rows) { return static_cast<unsigned int>((rows + kRowWarps - 1) / kRowWarps); }
 inline unsigned int column_blocks(long cols) { return static_cast<unsigned int>((cols + 31) / 32); }
 
+
+// ---- SyncBatchNorm halves (contracts in ops.hpp): one thread per column, rows in order, in
+// double. Simple rather than fast: the heads' BatchNorm is a few thousand columns; the reduction
+// between the halves is the communicator's.
+template <class T>
+__global__ void batchnorm_local_sums_kernel(long long rows, long long cols, const T* x, double* sums) {
+    const long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (c == 0) sums[2 * cols] = double(rows);
+    if (c >= cols) return;
+    double s = 0, q = 0;
+    for (long long r = 0; r < rows; ++r) {
+        const double v = double(x[r * cols + c]);
+        s += v;
+        q += v * v;
+    }
+    sums[c] = s;
+    sums[cols + c] = q;
+}
+template <class T>
+__global__ void batchnorm_global_stats_kernel(long long cols, const double* sums, T eps, T momentum, T* mean, T* rstd,
+                                              T* running_mean, T* running_var) {
+    const long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    const double N = sums[2 * cols];
+    const double m = sums[c] / N;
+    const double v = fmax(sums[cols + c] / N - m * m, 0.0);
+    const T rs = T(1.0 / sqrt(v + double(eps)));
+    mean[c] = T(m);
+    rstd[c] = rs;
+    if (running_mean) running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * T(m);
+    if (running_var) running_var[c] = (T(1) - momentum) * running_var[c] + momentum * T(v * N / (N - 1));
+}
+template <class T>
+__global__ void batchnorm_backward_local_sums_kernel(long long rows, long long cols, const T* x, const T* mean,
+                                                     const T* rstd, const T* dy, double* sums, T* dgamma, T* dbeta) {
+    const long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (c == 0) sums[2 * cols] = double(rows);
+    if (c >= cols) return;
+    const T m = mean[c], rs = rstd[c];
+    double sd = 0, sdx = 0;
+    for (long long r = 0; r < rows; ++r) {
+        const T d = dy[r * cols + c];
+        sd += double(d);
+        sdx += double(d * ((x[r * cols + c] - m) * rs));
+    }
+    sums[c] = sd;
+    sums[cols + c] = sdx;
+    if (dgamma) dgamma[c] += T(sdx);
+    if (dbeta) dbeta[c] += T(sd);
+}
+template <class T>
+__global__ void batchnorm_backward_global_kernel(long long rows, long long cols, const double* sums, const T* x,
+                                                 const T* mean, const T* rstd, const T* gamma, const T* dy, T* dx) {
+    const long long n = rows * cols;
+    const double N = sums[2 * cols];
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        const long long c = i % cols;
+        const T m = mean[c], rs = rstd[c], g = gamma ? gamma[c] : T(1);
+        const T md = T(sums[c] / N), mdx = T(sums[cols + c] / N);
+        const T xhat = (x[i] - m) * rs;
+        dx[i] = g * rs * (dy[i] - md - xhat * mdx);
+    }
+}
+
 }  // namespace lcmae::backend::cuda_detail
 
 namespace lcmae::ops {
@@ -336,6 +400,47 @@ inline void batchnorm_backward(const backend::Cuda& ctx, long rows, long cols, c
     batchnorm_backward_dx_kernel<T><<<blocks_for(n), kThreads, 0, ctx.stream()>>>(rows, cols, x, mean, rstd, gamma, dy,
                                                                                    sums, dx);
     LCMAE_CUDA_CHECK_LAUNCH("batchnorm_backward_dx_kernel");
+}
+
+template <class T>
+inline void batchnorm_local_sums(const backend::Cuda& ctx, long rows, long cols, const T* x, double* sums) {
+    using namespace backend::cuda_detail;
+    LCMAE_CHECK(rows >= 0 && cols >= 0, "batchnorm_local_sums needs rows, cols >= 0");
+    batchnorm_local_sums_kernel<T><<<blocks_for(cols + 1), kThreads, 0, ctx.stream()>>>(rows, cols, x, sums);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_local_sums_kernel");
+}
+template <class T>
+inline void batchnorm_forward_global(const backend::Cuda& ctx, long rows, long cols, const double* sums, const T* x,
+                                     const T* gamma, const T* beta, T eps, T momentum, T* y, T* mean, T* rstd,
+                                     T* running_mean, T* running_var) {
+    using namespace backend::cuda_detail;
+    if (cols == 0) return;
+    // (the row count lives in device memory: the N >= 2 check is the CPU op's; N < 2 gives inf/NaN here)
+    batchnorm_global_stats_kernel<T><<<blocks_for(cols), kThreads, 0, ctx.stream()>>>(cols, sums, eps, momentum, mean,
+                                                                                      rstd, running_mean, running_var);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_global_stats_kernel");
+    const long long n = (long long)rows * cols;
+    if (n == 0) return;
+    batchnorm_apply_kernel<T><<<blocks_for(n), kThreads, 0, ctx.stream()>>>(rows, cols, x, mean, rstd, gamma, beta, y);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_apply_kernel (global statistics)");
+}
+template <class T>
+inline void batchnorm_backward_local_sums(const backend::Cuda& ctx, long rows, long cols, const T* x, const T* mean,
+                                          const T* rstd, const T* dy, double* sums, T* dgamma, T* dbeta) {
+    using namespace backend::cuda_detail;
+    batchnorm_backward_local_sums_kernel<T><<<blocks_for(cols + 1), kThreads, 0, ctx.stream()>>>(rows, cols, x, mean,
+                                                                                                rstd, dy, sums, dgamma, dbeta);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_backward_local_sums_kernel");
+}
+template <class T>
+inline void batchnorm_backward_global(const backend::Cuda& ctx, long rows, long cols, const double* sums, const T* x,
+                                      const T* mean, const T* rstd, const T* gamma, const T* dy, T* dx) {
+    using namespace backend::cuda_detail;
+    const long long n = (long long)rows * cols;
+    if (n == 0) return;
+    batchnorm_backward_global_kernel<T><<<blocks_for(n), kThreads, 0, ctx.stream()>>>(rows, cols, sums, x, mean, rstd,
+                                                                                      gamma, dy, dx);
+    LCMAE_CUDA_CHECK_LAUNCH("batchnorm_backward_global_kernel");
 }
 
 }  // namespace lcmae::ops
