@@ -54,9 +54,18 @@ bool is_qkv_bias(const std::string& name) {
 // that noise is comparable to eps, so no two float implementations agree on those elements. Two
 // kinds occur here: the key block [D, 2D) of every qkv bias (softmax is invariant to a constant
 // added to a row of scores, so that gradient is identically 0) and, in LC-SimMIM, a decoder.bias
-// element whose L1 signs cancel exactly (+1 and -1 counts equal). In float we therefore compare
-// the weights without the elements whose reference step-0 gradient is 0 (to 1e-10 of the tensor's
-// largest), and check that those moved at most 3 lr from their start. Double compares everything.
+// element whose L1 signs cancel exactly (+1 and -1 counts equal). The same holds for an element
+// whose gradient is not zero but as small as float's rounding noise on that tensor's gradient
+// (float gradients are tested at 1e-5 of the tensor's norm): its float gradient has no reliable
+// size, and AdamW's normalised step does the rest. It matters where one such element sits in a
+// small tensor: the Table 5e fixture's decoder q-bias has one at 5.4e-6 of the tensor's largest
+// gradient, and in the -march=x86-64-v3 build it alone put the target's EMA copy of that 72-value
+// bias (small norm: it starts at 0) at 2.5e-5 (online copy: 1.5e-5); every other element of that
+// tensor agreed to 1e-8. In float we therefore compare the weights without the elements whose
+// reference step-0 gradient is at most 1e-5 of the tensor's largest, and check that those moved
+// at most 3 lr from their start. Double compares everything.
+constexpr double kFloatBlindSpot = 1e-5;
+
 template <class T>
 double tensor_rel_error(const ParamArena<T>& P, const ParamEntry& e, const std::vector<double>& ref,
                         const std::vector<double>* zero_grad_ref, const std::vector<double>* init = nullptr) {
@@ -65,7 +74,7 @@ double tensor_rel_error(const ParamArena<T>& P, const ParamEntry& e, const std::
     if (zero_grad_ref)
         for (double g : *zero_grad_ref) gmax = std::max(gmax, std::abs(g));
     for (std::size_t i = 0; i < e.slot.count; ++i) {
-        if (zero_grad_ref && std::abs((*zero_grad_ref)[i]) <= 1e-10 * gmax) {
+        if (zero_grad_ref && std::abs((*zero_grad_ref)[i]) <= kFloatBlindSpot * gmax) {
             if (init) CHECK(std::abs(double(P.value(e.slot)[i]) - (*init)[i]) <= 3 * 1e-3 * 1.0001);
             continue;
         }
@@ -207,6 +216,10 @@ const Case kCases[] = {
 // Weights after AdamW are the loose ones: m / (sqrt(v) + eps) turns the rounding noise of small
 // gradients into steps of up to lr, and in float the accumulation fixture's 4-sample BatchNorm
 // batches make that noise larger (its worst: blocks.0.mlp.fc1.bias, 2.0e-5 in the x86-64-v2 build).
+// The Table 5e fixture (lcmae_cosine_visible_mask; the same three builds, committed file only):
+//   float loss 8.9e-8, gradients 3.6e-6, weights 2.9e-6; double loss 4.1e-16, gradients 1.34e-14
+//   (head.0.weight, x86-64-v2: its guidance runs through the decoder and both encoders' paths,
+//   and the errors of the other tensors lie at 1.1e-14 to 1.3e-14), weights 1.18e-10.
 constexpr double kFloatTol[3] = {2e-7, 1e-5, 2e-5}, kDoubleTol[3] = {1e-14, 2e-14, 3e-10};
 constexpr double kFloatAccumWeightTol = 5e-5;
 
