@@ -77,6 +77,8 @@ TEST_CASE("whole-model gradient check in double for every policy") {
         {"LC-SimMIM", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Paper, Baseline::SimMim},
         {"visible + mask tokens", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible, ViewSchedule::Symmetric,
          Baseline::Mae, GuidedTokens::VisibleAndMask},
+        {"visible + mask tokens, paper views", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible,
+         ViewSchedule::Paper, Baseline::Mae, GuidedTokens::VisibleAndMask},
         // without BatchNorm in the heads, so the guidance's (batch-constant) mask-token gradient is not
         // removed by the batch statistics and is checked too
         {"visible + mask tokens, identity heads", GuidanceLoss::Cosine, GuidanceType::Global, PoolTokens::Visible,
