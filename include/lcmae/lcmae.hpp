@@ -151,7 +151,7 @@ public:
 
     /// Builds the engine; throws lcmae::Error for invalid numbers (e.g. Symmetric views with a mask
     /// ratio below 0.5) or a combination the engine rejects (guided::VisibleAndMask without the MAE
-    /// baseline, global guidance and visible pooling).
+    /// baseline, global guidance, visible pooling and an unmasked target).
     explicit LCMAE(const RunConfig& rc = {})
         requires Backend::host_memory
         : config_(rc), engine_(spec(rc), rc.seed) {}

@@ -29,6 +29,7 @@ struct Variant {
     ViewSchedule views = ViewSchedule::Symmetric;
     Baseline baseline = Baseline::Mae;
     GuidanceType guidance = GuidanceType::Global;
+    GuidedTokens guided = GuidedTokens::Visible;
 };
 const Variant kVariants[] = {
     {"LC-MAE cosine", GuidanceLoss::Cosine},
@@ -38,6 +39,8 @@ const Variant kVariants[] = {
     {"LC-MAE cosine, token-wise + global", GuidanceLoss::Cosine, ViewSchedule::Symmetric, Baseline::Mae, GuidanceType::Both},
     {"LC-SimMIM cosine", GuidanceLoss::Cosine, ViewSchedule::Paper, Baseline::SimMim},
     {"LC-SimMIM InfoNCE", GuidanceLoss::InfoNCE, ViewSchedule::Paper, Baseline::SimMim},
+    {"LC-MAE cosine, visible + mask tokens (5e)", GuidanceLoss::Cosine, ViewSchedule::Symmetric, Baseline::Mae,
+     GuidanceType::Global, GuidedTokens::VisibleAndMask},
 };
 
 ModelSpec spec_of(const Variant& v) {
@@ -45,6 +48,7 @@ ModelSpec spec_of(const Variant& v) {
     s.views = v.views;
     s.baseline = v.baseline;
     s.guidance = v.guidance;
+    s.guided = v.guided;
     s.alpha = 0.7;
     s.max_batch = 4;
     return s;

@@ -146,7 +146,7 @@ TEST_CASE("policy: guided::VisibleAndMask builds with global guidance and visibl
     using LcCls = LCMAE<TinyVit, loss::Cosine, crop::SimpleResized, backend::Cpu, VisMaskCls>;
     const auto msg = error_of([] { LcCls m(tiny_run); });
     INFO(msg);
-    CHECK(msg.find("guided tokens 'visible + mask' (Table 5e) pool MAE's decoder-side sequence") != std::string::npos);
+    CHECK(msg.find("guided tokens 'visible + mask' (Table 5e) pool the MAE decoder's decoded tokens") != std::string::npos);
     // with loss::None the guidance policies are ignored (plain MAE): it builds
     using PlainMae = LCMAE<TinyVit, loss::None, crop::SimpleResized, backend::Cpu, VisMask>;
     CHECK(error_of([] { PlainMae m(tiny_run); }) == "(no error)");

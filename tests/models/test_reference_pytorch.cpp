@@ -1,6 +1,8 @@
 // The C++ models against PyTorch (tests/reference/make_fixtures.py, fixtures committed): the same
 // initial weights, images and ids_shuffle / mask; losses at 3 steps, every step-0 gradient, and the
-// online and target weights after 3 AdamW + EMA steps. `lcmae_cosine_accum2` makes each of 2 steps
+// online and target weights after 3 AdamW + EMA steps. `lcmae_cosine_visible_mask` is Table 5e
+// (guided tokens "visible + mask": the decoded tokens are pooled, the target holds a decoder copy;
+// decoder width 24, not D = 32). `lcmae_cosine_accum2` makes each of 2 steps
 // from 2 accumulated micro-batches of 4 (loss scale 1/2, per-micro-batch BatchNorm statistics).
 // In float32 and in double (where only the summation order differs from PyTorch's float64 run),
 // at the measured tolerances above the TEST_CASEs.
@@ -29,10 +31,12 @@ std::string fixture(const std::string& name) {
     return std::string(LCMAE_TEST_DATA_DIR) + "/reference/fixtures/" + name + ".safetensors";
 }
 
-ModelSpec fixture_spec(GuidanceLoss loss, ViewSchedule views, Baseline baseline) {
+ModelSpec fixture_spec(GuidanceLoss loss, ViewSchedule views, Baseline baseline,
+                       GuidedTokens guided = GuidedTokens::Visible) {
     ModelSpec s;
     s.encoder = vit::VitDims{32, 2, 2, 4, 16, 3, 4};
-    s.decoder = DecoderDims{32, 1, 2};
+    s.decoder = DecoderDims{guided == GuidedTokens::VisibleAndMask ? 24L : 32L, 1, 2};
+    s.guided = guided;
     s.head_hidden = 64;
     s.loss = loss;
     s.views = views;
@@ -50,9 +54,18 @@ bool is_qkv_bias(const std::string& name) {
 // that noise is comparable to eps, so no two float implementations agree on those elements. Two
 // kinds occur here: the key block [D, 2D) of every qkv bias (softmax is invariant to a constant
 // added to a row of scores, so that gradient is identically 0) and, in LC-SimMIM, a decoder.bias
-// element whose L1 signs cancel exactly (+1 and -1 counts equal). In float we therefore compare
-// the weights without the elements whose reference step-0 gradient is 0 (to 1e-10 of the tensor's
-// largest), and check that those moved at most 3 lr from their start. Double compares everything.
+// element whose L1 signs cancel exactly (+1 and -1 counts equal). The same holds for an element
+// whose gradient is not zero but as small as float's rounding noise on that tensor's gradient
+// (float gradients are tested at 1e-5 of the tensor's norm): its float gradient has no reliable
+// size, and AdamW's normalised step does the rest. It matters where one such element sits in a
+// small tensor: the Table 5e fixture's decoder q-bias has one at 5.4e-6 of the tensor's largest
+// gradient, and in the -march=x86-64-v3 build it alone put the target's EMA copy of that 72-value
+// bias (small norm: it starts at 0) at 2.5e-5 (online copy: 1.5e-5); every other element of that
+// tensor agreed to 1e-8. In float we therefore compare the weights without the elements whose
+// reference step-0 gradient is at most 1e-5 of the tensor's largest, and check that those moved
+// at most 3 lr from their start. Double compares everything.
+constexpr double kFloatBlindSpot = 1e-5;
+
 template <class T>
 double tensor_rel_error(const ParamArena<T>& P, const ParamEntry& e, const std::vector<double>& ref,
                         const std::vector<double>* zero_grad_ref, const std::vector<double>* init = nullptr) {
@@ -61,7 +74,7 @@ double tensor_rel_error(const ParamArena<T>& P, const ParamEntry& e, const std::
     if (zero_grad_ref)
         for (double g : *zero_grad_ref) gmax = std::max(gmax, std::abs(g));
     for (std::size_t i = 0; i < e.slot.count; ++i) {
-        if (zero_grad_ref && std::abs((*zero_grad_ref)[i]) <= 1e-10 * gmax) {
+        if (zero_grad_ref && std::abs((*zero_grad_ref)[i]) <= kFloatBlindSpot * gmax) {
             if (init) CHECK(std::abs(double(P.value(e.slot)[i]) - (*init)[i]) <= 3 * 1e-3 * 1.0001);
             continue;
         }
@@ -179,6 +192,7 @@ struct Case {
     GuidanceLoss loss;
     ViewSchedule views;
     Baseline baseline;
+    GuidedTokens guided = GuidedTokens::Visible;
 };
 const Case kCases[] = {
     {"mae", GuidanceLoss::None, ViewSchedule::Symmetric, Baseline::Mae},
@@ -187,6 +201,7 @@ const Case kCases[] = {
     {"lcmae_smoothl1", GuidanceLoss::SmoothL1, ViewSchedule::Symmetric, Baseline::Mae},
     {"lcmae_cosine_paper", GuidanceLoss::Cosine, ViewSchedule::Paper, Baseline::Mae},
     {"lcsimmim_cosine", GuidanceLoss::Cosine, ViewSchedule::Paper, Baseline::SimMim},
+    {"lcmae_cosine_visible_mask", GuidanceLoss::Cosine, ViewSchedule::Symmetric, Baseline::Mae, GuidedTokens::VisibleAndMask},
 };
 
 }  // namespace
@@ -201,17 +216,21 @@ const Case kCases[] = {
 // Weights after AdamW are the loose ones: m / (sqrt(v) + eps) turns the rounding noise of small
 // gradients into steps of up to lr, and in float the accumulation fixture's 4-sample BatchNorm
 // batches make that noise larger (its worst: blocks.0.mlp.fc1.bias, 2.0e-5 in the x86-64-v2 build).
+// The Table 5e fixture (lcmae_cosine_visible_mask; the same three builds, committed file only):
+//   float loss 8.9e-8, gradients 3.6e-6, weights 2.9e-6; double loss 4.1e-16, gradients 1.34e-14
+//   (head.0.weight, x86-64-v2: its guidance runs through the decoder and both encoders' paths,
+//   and the errors of the other tensors lie at 1.1e-14 to 1.3e-14), weights 1.18e-10.
 constexpr double kFloatTol[3] = {2e-7, 1e-5, 2e-5}, kDoubleTol[3] = {1e-14, 2e-14, 3e-10};
 constexpr double kFloatAccumWeightTol = 5e-5;
 
 TEST_CASE("PyTorch reference: float32 within the measured tolerances") {
     for (const auto& c : kCases)
-        run_fixture<float>(c.file, fixture_spec(c.loss, c.views, c.baseline), kFloatTol[0], kFloatTol[1], kFloatTol[2]);
+        run_fixture<float>(c.file, fixture_spec(c.loss, c.views, c.baseline, c.guided), kFloatTol[0], kFloatTol[1], kFloatTol[2]);
 }
 
 TEST_CASE("PyTorch reference: double agrees to near machine precision") {
     for (const auto& c : kCases)
-        run_fixture<double>(c.file, fixture_spec(c.loss, c.views, c.baseline), kDoubleTol[0], kDoubleTol[1], kDoubleTol[2]);
+        run_fixture<double>(c.file, fixture_spec(c.loss, c.views, c.baseline, c.guided), kDoubleTol[0], kDoubleTol[1], kDoubleTol[2]);
 }
 
 TEST_CASE("PyTorch reference: LC-MAE with 2 accumulated micro-batches per step, float32 and double") {

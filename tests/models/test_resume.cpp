@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "lcmae/apps/timm_transfer.hpp"
+#include "lcmae/io/safetensors.hpp"
 #include "lcmae/models/lcmae_model.hpp"
 #include "lcmae/train/trainer.hpp"
 #include "support/tiny_model.hpp"
@@ -38,6 +40,10 @@ ModelSpec spec_for(const std::string& kind) {
     if (kind == "LC-SimMIM") {
         s.baseline = Baseline::SimMim;
         s.views = ViewSchedule::Paper;
+    }
+    if (kind == "LC-MAE 5e") {  // Table 5e: the target also holds a decoder copy, which resume must restore
+        s.guided = GuidedTokens::VisibleAndMask;
+        s.decoder = DecoderDims{12, 1, 2};
     }
     return s;
 }
@@ -192,8 +198,8 @@ struct Fixture {
 };
 }  // namespace
 
-TEST_CASE("resume at step boundaries (mid-epoch, after warm-up, after an epoch boundary) is bit-exact: LC-MAE, MAE, LC-SimMIM") {
-    for (const std::string kind : {"LC-MAE", "MAE", "LC-SimMIM"}) {
+TEST_CASE("resume at step boundaries (mid-epoch, after warm-up, after an epoch boundary) is bit-exact: LC-MAE, MAE, LC-SimMIM, 5e") {
+    for (const std::string kind : {"LC-MAE", "MAE", "LC-SimMIM", "LC-MAE 5e"}) {
         Fixture fx(kind);
         for (const auto& p : kStepBoundaries) check_resume(kind, p, fx.full, fx.tmp / "full", fx.tmp, false);
     }
@@ -217,4 +223,30 @@ TEST_CASE("resume inside an accumulation cycle is bit-exact after the next optim
         Fixture fx(kind);
         for (const auto& p : kInsideCycle) check_resume(kind, p, fx.full, fx.tmp / "full", fx.tmp, false);
     }
+}
+
+TEST_CASE("Table 5e: the checkpoint holds the target's decoder copy under target., and the timm export ignores it") {
+    const auto dir = std::filesystem::temp_directory_path() / "lcmae_resume_5e_names";
+    std::filesystem::remove_all(dir);
+    {
+        Run run(spec_for("LC-MAE 5e"), 1);
+        run.train(2);
+        run.trainer.save(dir);
+    }
+    const io::SafetensorsFile f(dir / "checkpoint.safetensors");
+    for (const char* name : {"target.decoder_embed.weight", "target.decoder_embed.bias", "target.decoder_blocks.0.attn.qkv.weight",
+                             "target.decoder_blocks.0.mlp.fc2.bias", "target.decoder_norm.weight", "target.decoder_norm.bias",
+                             "decoder_blocks.0.attn.qkv.weight", "mask_token"})
+        CHECK(f.find(name) != nullptr);
+    CHECK(f.find("target.decoder_pred.weight") == nullptr);
+    CHECK(f.find("target.mask_token") == nullptr);
+    // the EMA target's encoder exports under timm's names, without any decoder tensor
+    const auto dims = spec_for("LC-MAE 5e").encoder;
+    apps::export_checkpoint_encoder(dir / "checkpoint.safetensors", dir / "vit.safetensors", dims, "target.");
+    const io::SafetensorsFile vit(dir / "vit.safetensors");
+    long decoder_tensors = 0;
+    for (const auto& t : vit.tensors()) decoder_tensors += t.name.find("decoder") != std::string::npos;
+    CHECK(decoder_tensors == 0);
+    CHECK(vit.find("blocks.0.attn.qkv.weight") != nullptr);
+    std::filesystem::remove_all(dir);
 }

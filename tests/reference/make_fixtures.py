@@ -132,12 +132,13 @@ def make_block(dim, heads):
                  norm_layer=partial(nn.LayerNorm, eps=LN_EPS))
 
 
-def make_mlp_head():
-    """SPEC 3 'Heads': Linear(D,H,no bias) -> BatchNorm1d(H) -> ReLU -> Linear(H,D,no bias).
+def make_mlp_head(in_dim=DIM):
+    """SPEC 3 'Heads': Linear(in,H,no bias) -> BatchNorm1d(H) -> ReLU -> Linear(H,D,no bias).
 
+    in = D, or the decoder width for the projector of guided tokens "visible + mask" (Table 5e).
     nn.Sequential indices give the names head.0 / head.1 / head.3."""
     return nn.Sequential(
-        nn.Linear(DIM, HEAD_HIDDEN, bias=False),
+        nn.Linear(in_dim, HEAD_HIDDEN, bias=False),
         nn.BatchNorm1d(HEAD_HIDDEN, eps=BN_EPS, momentum=BN_MOMENTUM),
         nn.ReLU(),
         nn.Linear(HEAD_HIDDEN, DIM, bias=False),
@@ -152,31 +153,41 @@ def add_encoder(m):
     m.norm = nn.LayerNorm(DIM, eps=LN_EPS)
 
 
+def add_decoder_trunk(m, dec_dim):
+    """SPEC 2 'Decoder' up to decoder_norm: decoder_embed, decoder_blocks, decoder_norm."""
+    m.decoder_embed = nn.Linear(DIM, dec_dim, bias=True)
+    m.decoder_blocks = nn.ModuleList([make_block(dec_dim, DEC_HEADS) for _ in range(DEC_DEPTH)])
+    m.decoder_norm = nn.LayerNorm(dec_dim, eps=LN_EPS)
+
+
 class Online(nn.Module):
     """The trained (online) model.
 
     base == "mae":    encoder + MAE decoder (SPEC 2).
     base == "simmim": encoder with an in-encoder mask_token + linear decoder (SPEC 3 last bullet).
     guided:           adds the projector `head` and the `predictor` (SPEC 3 "Heads").
+    decoded:          guided tokens "visible + mask" (SPEC 3 'Guided tokens', Table 5e): the
+                      projector reads the pooled decoded tokens, so its input width is dec_dim.
     """
 
-    def __init__(self, base, guided):
+    def __init__(self, base, guided, dec_dim=DEC_DIM, decoded=False):
         super().__init__()
         self.base = base
         add_encoder(self)
         if base == "mae":
-            self.decoder_embed = nn.Linear(DIM, DEC_DIM, bias=True)
-            self.mask_token = nn.Parameter(torch.zeros(1, 1, DEC_DIM))
-            self.decoder_blocks = nn.ModuleList([make_block(DEC_DIM, DEC_HEADS) for _ in range(DEC_DEPTH)])
-            self.decoder_norm = nn.LayerNorm(DEC_DIM, eps=LN_EPS)
-            self.decoder_pred = nn.Linear(DEC_DIM, PATCH_DIM, bias=True)
+            # (attribute order = named_modules order = initialisation order, as before)
+            self.decoder_embed = nn.Linear(DIM, dec_dim, bias=True)
+            self.mask_token = nn.Parameter(torch.zeros(1, 1, dec_dim))
+            self.decoder_blocks = nn.ModuleList([make_block(dec_dim, DEC_HEADS) for _ in range(DEC_DEPTH)])
+            self.decoder_norm = nn.LayerNorm(dec_dim, eps=LN_EPS)
+            self.decoder_pred = nn.Linear(dec_dim, PATCH_DIM, bias=True)
         elif base == "simmim":
             self.mask_token = nn.Parameter(torch.zeros(1, 1, DIM))
             self.decoder = nn.Linear(DIM, PATCH_DIM, bias=True)
         else:
             raise ValueError(base)
         if guided:
-            self.head = make_mlp_head()
+            self.head = make_mlp_head(dec_dim if decoded else DIM)
             self.predictor = make_mlp_head()
 
 
@@ -184,12 +195,16 @@ class Target(nn.Module):
     """SPEC 3 'Target (global) encoder': EMA copy of the online encoder + projector `head`.
 
     Same names as the online model (cls_token, patch_embed.*, blocks.*, norm.*, head.*).
-    The decoder, the predictor and any mask_token are not part of it."""
+    The decoder, the predictor and any mask_token are not part of it, except for guided tokens
+    "visible + mask" (decoded=True, SPEC 3 'Guided tokens'): then it also holds the EMA copy of
+    decoder_embed, decoder_blocks and decoder_norm (no mask_token, no decoder_pred)."""
 
-    def __init__(self):
+    def __init__(self, dec_dim=DEC_DIM, decoded=False):
         super().__init__()
         add_encoder(self)
-        self.head = make_mlp_head()
+        if decoded:
+            add_decoder_trunk(self, dec_dim)
+        self.head = make_mlp_head(dec_dim if decoded else DIM)
 
 
 # --------------------------------------------------------------------------
@@ -288,6 +303,12 @@ def mae_decoder_forward(m, latent, ids_restore, dec_pos):
     """SPEC 2 'Decoder': embed all tokens (incl. cls), append mask tokens for the removed
     positions, un-shuffle with ids_restore, re-prepend cls, add the decoder pos-embed,
     blocks, decoder_norm, decoder_pred, drop the cls row. Returns (B, L, p*p*C)."""
+    return m.decoder_pred(mae_decoder_tokens(m, latent, ids_restore, dec_pos))[:, 1:, :]
+
+
+def mae_decoder_tokens(m, latent, ids_restore, dec_pos):
+    """mae_decoder_forward up to decoder_norm: the DECODED tokens (B, 1 + L, Dd), cls row first,
+    positions in token order (SPEC 3 'Guided tokens': what Table 5e pools)."""
     x = m.decoder_embed(latent)                                # (B, 1 + K, Dd)
     B, n_vis = x.shape[0], x.shape[1] - 1
     mask_tokens = m.mask_token.expand(B, L - n_vis, -1)
@@ -297,9 +318,16 @@ def mae_decoder_forward(m, latent, ids_restore, dec_pos):
     x = x + dec_pos[None]
     for blk in m.decoder_blocks:
         x = blk(x)
-    x = m.decoder_norm(x)
-    x = m.decoder_pred(x)
-    return x[:, 1:, :]
+    return m.decoder_norm(x)
+
+
+def target_decoder_tokens(t, latent, dec_pos):
+    """SPEC 3 'Guided tokens': the target's decoder copy on ALL of its tokens (no mask tokens,
+    already in token order): decoder_embed, + decoder pos-embed, blocks, decoder_norm."""
+    x = t.decoder_embed(latent) + dec_pos[None]                # (B, 1 + L, Dd)
+    for blk in t.decoder_blocks:
+        x = blk(x)
+    return t.decoder_norm(x)
 
 
 def mae_loss(imgs, pred, mask):
@@ -373,6 +401,7 @@ def forward_step(model, target, inp, kind, pos, dec_pos):
     v1, v2 = inp["view1"], inp["view2"]
     refs = {}
     guided = kind["loss"] != "none"
+    decoded = kind.get("guided_tokens") == "visible_and_mask"   # SPEC 3 'Guided tokens' (Table 5e)
 
     if kind["base"] == "mae":
         # SPEC 2 random masking with the injected permutation.
@@ -385,10 +414,18 @@ def forward_step(model, target, inp, kind, pos, dec_pos):
 
         # Online encoder on masked view 1, decoder, MIM loss (view 1 only).
         lat1 = encoder_forward(model, v1, pos, keep_ids=keep1)    # (B, 1 + 4, D)
-        pred = mae_decoder_forward(model, lat1, ids_restore, dec_pos)
+        if decoded:
+            dec1 = mae_decoder_tokens(model, lat1, ids_restore, dec_pos)
+            pred = model.decoder_pred(dec1)[:, 1:, :]
+        else:
+            pred = mae_decoder_forward(model, lat1, ids_restore, dec_pos)
         l_mim = mae_loss(v1, pred, mask1)
         refs.update({"latent1": lat1, "pred": pred, "mask1": mask1})
         online_pool1 = lat1[:, 1:, :].mean(dim=1)                 # SPEC 3 'Pooling': non-cls mean
+        if decoded:
+            # Table 5e: the mean of the decoded tokens at all L positions, visible and mask
+            online_pool1 = dec1[:, 1:, :].mean(dim=1)
+            refs["decoded1"] = dec1
 
         if guided and kind["schedule"] == "symmetric":
             # SPEC 3 'Symmetric': view 2 keeps ids_shuffle[len_keep : 2 len_keep].
@@ -396,6 +433,13 @@ def forward_step(model, target, inp, kind, pos, dec_pos):
             lat2 = encoder_forward(model, v2, pos, keep_ids=keep2)
             online_pool2 = lat2[:, 1:, :].mean(dim=1)
             refs["latent2"] = lat2
+            if decoded:
+                # view 2 through the decoder too (guidance only, no MIM loss): its shuffle puts
+                # its keep set first, so MAE's un-shuffle places its tokens and mask tokens
+                ids_shuffle2 = torch.cat([keep2, ids_shuffle[:, :LEN_KEEP], ids_shuffle[:, 2 * LEN_KEEP:]], dim=1)
+                dec2 = mae_decoder_tokens(model, lat2, torch.argsort(ids_shuffle2, dim=1), dec_pos)
+                online_pool2 = dec2[:, 1:, :].mean(dim=1)
+                refs["decoded2"] = dec2
     else:
         # SPEC 3 LC-SimMIM: the encoder sees every token of view 1, masked ones replaced.
         w = inp["mask"]                                           # (B, L), 1 = masked
@@ -418,6 +462,8 @@ def forward_step(model, target, inp, kind, pos, dec_pos):
     with torch.no_grad():
         def target_vec(img):
             lat = encoder_forward(target, img, pos)               # all 16 tokens
+            if decoded:                                           # Table 5e: pool the decoded tokens
+                return target.head(target_decoder_tokens(target, lat, dec_pos)[:, 1:, :].mean(dim=1))
             return target.head(lat[:, 1:, :].mean(dim=1))        # t = head_ema(pool)
 
         if kind["schedule"] == "symmetric":
@@ -564,7 +610,7 @@ def kind_metadata(kind):
     if kind["base"] == "mae":
         md.update({
             "mask_ratio": repr(MASK_RATIO), "len_keep": str(LEN_KEEP),
-            "decoder_embed_dim": str(DEC_DIM), "decoder_depth": str(DEC_DEPTH),
+            "decoder_embed_dim": str(kind.get("dec_dim", DEC_DIM)), "decoder_depth": str(DEC_DEPTH),
             "decoder_num_heads": str(DEC_HEADS),
             "norm_pix_loss": "true" if NORM_PIX else "false", "norm_pix_eps": repr(NORM_PIX_EPS),
             "norm_pix_var": "unbiased",
@@ -590,6 +636,14 @@ def kind_metadata(kind):
             md["smoothl1_beta"] = repr(SMOOTHL1_BETA)
         if kind["loss"] == "cosine":
             md["cosine_norm_eps"] = repr(COS_EPS)
+        if kind.get("guided_tokens") == "visible_and_mask":
+            md.update({
+                "guided_tokens": "visible_and_mask",
+                "pooling": "mean_decoded_tokens_all_positions_after_decoder_norm",
+                "head_in_dim": str(kind["dec_dim"]),
+                "target_decoder": "ema_copy_of_decoder_embed_decoder_blocks_decoder_norm_on_all_tokens",
+                "online_decoder_views": "1_and_2_mim_loss_on_view_1_only",
+            })
     return md
 
 
@@ -628,12 +682,32 @@ def save(path, tensors, metadata):
             check(torch.equal(f.get_tensor(k), arrays[k]), f"{path}: {k} round trip")
 
 
+def check_decoded_guidance(kind, model, l_mim, l_gg):
+    """Table 5e (SPEC 3 'Guided tokens'): pooling the decoded tokens gives mask_token a guidance
+    gradient through the decoder's attention (pooling right after decoder_embed gave it none: the
+    heads' BatchNorm removes a per-batch constant), and the decoder blocks one too; decoder_pred
+    gets none (it lies after the pooled tokens)."""
+    names = ["mask_token", "decoder_embed.weight", "decoder_blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.weight",
+             "decoder_pred.weight"]
+    params = dict(model.named_parameters())
+    g_gg = torch.autograd.grad(ALPHA * l_gg, [params[n] for n in names], retain_graph=True, allow_unused=True)
+    g_mim = torch.autograd.grad(l_mim, [params[n] for n in names], retain_graph=True, allow_unused=True)
+    for n, gg, gm in zip(names, g_gg, g_mim):
+        if n == "decoder_pred.weight":
+            check(gg is None or float(gg.abs().max()) == 0.0, f"{kind['name']}: guidance reaches decoder_pred")
+            continue
+        ratio = float(gg.norm() / gm.norm())
+        check(ratio > 1e-3, f"{kind['name']}: guidance gradient of {n} is {ratio:.2e} of the MIM one")
+
+
 # --------------------------------------------------------------------------
 # One fixture: build, initialise, train 3 steps, check, save.
 # --------------------------------------------------------------------------
 def make_fixture(kind, inputs, pos, dec_pos):
     guided = kind["loss"] != "none"
-    model = Online(kind["base"], guided)
+    decoded = kind.get("guided_tokens") == "visible_and_mask"
+    dec_dim = kind.get("dec_dim", DEC_DIM)
+    model = Online(kind["base"], guided, dec_dim, decoded)
     init_weights(model)
     init = {k: v.clone() for k, v in tensors_of(model).items()}   # float32
     check(all(v.dtype == torch.float32 for v in init.values()), "init is float32")
@@ -641,7 +715,7 @@ def make_fixture(kind, inputs, pos, dec_pos):
     model = model.double().train()
     target = None
     if guided:
-        target = Target().double().eval()
+        target = Target(dec_dim, decoded).double().eval()
         own = tensors_of(model)
         with torch.no_grad():
             for name, t in tensors_of(target).items():            # exact copy at init
@@ -659,6 +733,8 @@ def make_fixture(kind, inputs, pos, dec_pos):
     for k in range(STEPS):
         opt.zero_grad(set_to_none=True)
         l_mim, l_gg, l_total, refs = forward_step(model, target, inp, kind, pos, dec_pos)
+        if decoded and k == 0:
+            check_decoded_guidance(kind, model, l_mim, l_gg)
         l_total.backward()
         if k == 0:
             grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
@@ -878,6 +954,9 @@ KINDS = [
     dict(name="lcmae_smoothl1", base="mae", loss="smoothl1", schedule="symmetric"),
     dict(name="lcmae_cosine_paper", base="mae", loss="cosine", schedule="paper"),
     dict(name="lcsimmim_cosine", base="simmim", loss="cosine", schedule="paper"),
+    # Table 5e, guided tokens "visible + mask": a decoder narrower than D, so widths cannot mix
+    dict(name="lcmae_cosine_visible_mask", base="mae", loss="cosine", schedule="symmetric",
+         guided_tokens="visible_and_mask", dec_dim=24),
 ]
 
 
@@ -954,7 +1033,8 @@ def main():
     check_layout_conventions(pos)
 
     for kind in KINDS:
-        losses = make_fixture(kind, inputs, pos, dec_pos)
+        kind_dec_pos = sincos_pos_embed(kind["dec_dim"], GRID) if "dec_dim" in kind else dec_pos
+        losses = make_fixture(kind, inputs, pos, kind_dec_pos)
         print(f"{kind['name']:20s}", " ".join(
             f"{k}=[{', '.join(f'{v:.10f}' for v in vals)}]" for k, vals in losses.items()))
     losses = make_accum_fixture(inputs, pos, dec_pos)

@@ -8,6 +8,12 @@
 // tokens, or CLS); token-wise guidance regresses every visible token onto the target token at the
 // same position; Both does the two. Online features of every view go through the heads first, so
 // each BatchNorm layer sees view 1 then view 2 (its own batch statistics per view).
+//
+// Guided tokens "visible + mask" (Table 5e, SPEC 3 "Guided tokens") pool the DECODED tokens instead:
+// the mean of the MAE decoder's outputs at all L positions (visible and mask; after decoder_norm,
+// before decoder_pred) on the online side, and of the target's EMA decoder copy over all its tokens
+// on the target side; the head input width is then the decoder's. The gradient goes back to the
+// decoded tokens, and through the decoder's blocks to the mask token and the visible tokens.
 #pragma once
 
 #include <algorithm>
@@ -15,9 +21,7 @@
 #include <span>
 
 #include "lcmae/core/arena.hpp"
-#include "lcmae/models/mae_decoder.hpp"
 #include "lcmae/models/model_spec.hpp"
-#include "lcmae/nn/linear.hpp"
 #include "lcmae/nn/mlp_head.hpp"
 
 namespace lcmae::models {
@@ -35,42 +39,40 @@ public:
     /// ((V B, N_on, D)); tlat: the target encoder output ((TV B, 1 + Kt, D)); keep: the online keep
     /// lists (V B, K); mask: SimMIM's (B, L) mask (null otherwise); d_latent: where the guidance
     /// gradient is ADDED; scalars: kTerms backend doubles for the loss terms.
+    /// Table 5e only: decoded, the online decoder's decoded tokens ((V B, 1 + L, Dd)); tdecoded, the
+    /// target decoder's ((TV B, 1 + L, Dd)); d_decoded, where their gradient is ADDED (d_latent then
+    /// gets nothing from the branch: the decoder's backward carries it to the encoder).
     struct Step {
         CPtr latent, tlat;
         Ids keep;
         CPtr mask;
         Ptr d_latent;
+        CPtr decoded, tdecoded;
+        Ptr d_decoded;
         dptr<Backend, double> scalars;
         long B = 0;
         double loss_scale = 1.0;
     };
 
     GuidanceBranch() = default;
-    /// Plans the heads (online arena P), the target's projector (and, for Table 5e, its
-    /// decoder_embed) in the target arena Pt, and the branch's activations in A.
+    /// Plans the heads (online arena P), the target's projector in the target arena Pt, and the
+    /// branch's activations in A.
     GuidanceBranch(ParamArena<T, Backend>& P, ParamArena<T, Backend>& Pt, ActivationArena<T, Backend>& A,
                    const ModelSpec& spec, long K, long Kt, long views)
         : spec_(spec), K_(K), Kt_(Kt), views_(views) {
         const long B = spec.max_batch, D = spec.encoder.dim;
         const long rows = token_wise() ? B * K : B;
         const int calls = 2 * int(views);  // [global view v] = v, [token-wise view v] = 2 + v
-        // Guided tokens "visible + mask" (Table 5e) pool the decoder-side sequence, of the decoder's width
-        Fi_ = decoder_side() ? spec.decoder.dim : D;
+        // Guided tokens "visible + mask" (Table 5e) pool decoded tokens, of the decoder's width
+        Fi_ = decoded_tokens() ? spec.decoder.dim : D;
         head_ = nn::MlpHead<T, Backend>(P, A, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, calls});
         predictor_ = nn::MlpHead<T, Backend>(P, A, "predictor", {D, spec.head_hidden, D, spec.predictor_depth, rows, calls});
-        if (decoder_side()) target_embed_ = nn::Linear<T, Backend>(Pt, "decoder_embed", D, spec.decoder.dim);
         target_head_ = nn::MlpHead<T, Backend>(Pt, A, "head", {Fi_, spec.head_hidden, D, spec.projector_depth, rows, 1});
         const long feat = views * B * (token_wise() ? K : 1) * D;
         const long wide = views * B * (token_wise() ? K : 1) * std::max(D, Fi_);  // head inputs
         feat_ = A.reserve(wide);
         d_feat_ = A.reserve(wide);
         tfeat_ = A.reserve(wide);
-        if (decoder_side()) {
-            mean_visible_ = A.reserve(views * B * D);
-            d_mean_ = A.reserve(B * D);
-            d_embed_ = A.reserve(B * Fi_);
-            target_pool_ = A.reserve(B * D);
-        }
         t_ = A.reserve(feat);
         dq_ = A.reserve(feat);
         if (spec.loss == GuidanceLoss::InfoNCE)
@@ -91,12 +93,13 @@ public:
         predictor_.init(P, seed);
     }
 
-    /// L_GG into s.scalars; adds alpha * dL_GG/dlatent (times loss_scale) into s.d_latent.
-    /// `decoder` is MAE's decoder (Table 5e pools through its decoder_embed and mask token).
+    /// L_GG into s.scalars; adds alpha * dL_GG/dlatent (times loss_scale) into s.d_latent, or for
+    /// Table 5e alpha * dL_GG/d(decoded tokens) into s.d_decoded.
     void run(const Backend& ctx, ParamArena<T, Backend>& P, ParamArena<T, Backend>& Pt,
-             ActivationArena<T, Backend>& A, const MaeDecoder<T, Backend>* decoder, const Step& s) {
+             ActivationArena<T, Backend>& A, const Step& s) {
         const long B = s.B, D = spec_.encoder.dim, L = spec_.encoder.tokens(), V = views_;
         const long N_on = spec_.baseline == Baseline::SimMim ? 1 + L : 1 + K_;
+        const long Dd = Fi_, N_dec = 1 + L;  // Table 5e: the decoded sequences (cls row first)
         const bool cls = spec_.pool == PoolTokens::Cls;
         const CPtr no_weights(nullptr);
         struct Pair { long v, u; double w; };  // (online view v, target view u, weight)
@@ -116,10 +119,8 @@ public:
             for (long v = 0; v < V; ++v) {
                 const Ptr f = feat + v * R * Fw;
                 const CPtr lat = s.latent + v * B * N_on * D;
-                if (kind == 0 && decoder_side()) {
-                    const Ptr m = A.at(mean_visible_) + v * B * D;
-                    pool_tokens(ctx, B, N_on, D, lat, no_weights, cls, m);
-                    decoder_side_pool(ctx, P, *decoder, CPtr(m), B, f);
+                if (kind == 0 && decoded_tokens()) {  // mean over all L positions, visible and mask
+                    pool_tokens(ctx, B, N_dec, Dd, s.decoded + v * B * N_dec * Dd, no_weights, false, f);
                 } else if (kind == 0) {
                     pool_tokens(ctx, B, N_on, D, lat, s.mask, cls, f);  // SimMIM pools its unmasked tokens
                 } else {
@@ -135,10 +136,8 @@ public:
                 // target features of view u matching online view v
                 const CPtr tl = s.tlat + pr.u * B * (1 + Kt_) * D;
                 const Ptr tf = tfeat + pr.v * R * Fw;
-                if (kind == 0 && decoder_side()) {
-                    // the target's decoder-side sequence has no mask tokens: decoder_embed of its mean
-                    pool_tokens(ctx, B, 1 + Kt_, D, tl, no_weights, cls, A.at(target_pool_));
-                    target_embed_.forward(ctx, Pt, CPtr(A.at(target_pool_)), tf, B);
+                if (kind == 0 && decoded_tokens()) {  // the target decoded all of its tokens
+                    pool_tokens(ctx, B, N_dec, Dd, s.tdecoded + pr.u * B * N_dec * Dd, no_weights, false, tf);
                 } else if (kind == 0) {
                     pool_tokens(ctx, B, 1 + Kt_, D, tl, no_weights, cls, tf);
                 } else {
@@ -157,9 +156,8 @@ public:
                 const Ptr df = feat + v * R * Fw;  // features no longer needed: reuse as d_features
                 head_.backward(ctx, P, A, CPtr(dh), df, R, call);
                 const Ptr dl = s.d_latent + v * B * N_on * D;
-                if (kind == 0 && decoder_side()) {
-                    decoder_side_unpool(ctx, P, A, *decoder, CPtr(A.at(mean_visible_) + v * B * D), CPtr(df), B, A.at(d_mean_));
-                    unpool_tokens_add(ctx, B, N_on, D, CPtr(A.at(d_mean_)), no_weights, cls, dl);
+                if (kind == 0 && decoded_tokens()) {
+                    unpool_tokens_add(ctx, B, N_dec, Dd, CPtr(df), no_weights, false, s.d_decoded + v * B * N_dec * Dd);
                 } else if (kind == 0) {
                     unpool_tokens_add(ctx, B, N_on, D, CPtr(df), s.mask, cls, dl);
                 } else {
@@ -181,7 +179,7 @@ public:
     bool token_wise() const { return spec_.guidance != GuidanceType::Global; }
 
 private:
-    bool decoder_side() const { return spec_.guided == GuidedTokens::VisibleAndMask; }
+    bool decoded_tokens() const { return spec_.guided == GuidedTokens::VisibleAndMask; }
 
     void loss(const Backend& ctx, CPtr q, CPtr t, long R, long D, Ptr dq, double scale, dptr<Backend, double> out) {
         switch (spec_.loss) {
@@ -194,36 +192,11 @@ private:
         }
     }
 
-    // Table 5e: the mean of MAE's decoder-side sequence (decoder_embed of the K visible tokens and
-    // L - K mask tokens, before the decoder's pos-embed). decoder_embed is linear, so with m the mean
-    // of the visible encoder tokens: pool = (K/L) (W m + b) + ((L-K)/L) mask_token - no need to
-    // build the sequence, and the same formula serves view 2 of the Symmetric schedule.
-    void decoder_side_pool(const Backend& ctx, const ParamArena<T, Backend>& P, const MaeDecoder<T, Backend>& dec, CPtr m,
-                           long B, Ptr out) const {
-        const long L = spec_.encoder.tokens(), Dd = Fi_;
-        const T kv = T(double(K_) / double(L)), km = T(double(L - K_) / double(L));
-        dec.embed().forward(ctx, P, m, out, B);
-        scale_add_broadcast(ctx, B, Dd, kv, out, km, P.value(dec.mask_token()));
-    }
-    // Backward of decoder_side_pool: d_out (B, Dd) -> d_m (B, D) written; decoder_embed and
-    // mask_token gradients accumulate.
-    void decoder_side_unpool(const Backend& ctx, ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A,
-                             const MaeDecoder<T, Backend>& dec, CPtr m, CPtr d_out, long B, Ptr d_m) const {
-        const long L = spec_.encoder.tokens(), Dd = Fi_;
-        const T kv = T(double(K_) / double(L)), km = T(double(L - K_) / double(L));
-        const Ptr dy = A.at(d_embed_);
-        copy(ctx, B * Dd, d_out, dy);
-        scale_inplace(ctx, B * Dd, kv, dy);
-        col_sum_add(ctx, B, Dd, km, d_out, P.grad(dec.mask_token()));
-        dec.embed().backward(ctx, P, m, CPtr(dy), d_m, B);
-    }
-
     ModelSpec spec_{};
     long K_ = 0, Kt_ = 0, views_ = 1;
     long Fi_ = 0;  // width of the projector input (the decoder width for Table 5e)
     nn::MlpHead<T, Backend> head_, predictor_, target_head_;
-    nn::Linear<T, Backend> target_embed_;
-    Slot feat_, d_feat_, tfeat_, t_, dq_, mean_visible_, d_mean_, d_embed_, target_pool_;
+    Slot feat_, d_feat_, tfeat_, t_, dq_;
     dbuffer<Backend, double> infonce_scratch_;
     double weight_[kTerms] = {0, 0, 0, 0};  // host: each term's weight in L_GG
 };

@@ -1,6 +1,6 @@
 // lcmae/models/lcmae_model.hpp - the LC-MAE engine (SPEC 2-3): online encoder + MAE decoder
 // (or SimMIM's mask-token encoder + linear decoder), projector/predictor heads, and the EMA target
-// (encoder + projector, eval mode, no gradient). Plain MAE is the same engine with loss None:
+// (encoder + projector, eval mode, no gradient; plus the decoder trunk for Table 5e). Plain MAE is the same engine with loss None:
 // no target, no heads, nothing extra computed.
 //
 // One call of forward_backward() is one micro-batch: it computes L = L_MIM + alpha L_GG and
@@ -10,6 +10,11 @@
 // Symmetric schedule: the two online views share one encoder pass over a batch of 2B (the keep
 // sets have the same size), and the target runs once over both full views (2B). Heads run once per
 // view, so each view gets its own BatchNorm batch statistics (view 1 first).
+//
+// Guided tokens "visible + mask" (Table 5e) guide the DECODED tokens, so the decoder runs on every
+// online view (one pass over V B samples; the MIM loss still reads view 1's prediction only, view
+// 2's prediction is computed and unused) and the target runs its EMA copy of the decoder trunk
+// (target_decoder.hpp) on its encoder's output.
 #pragma once
 
 #include <algorithm>
@@ -23,6 +28,7 @@
 #include "lcmae/models/masking.hpp"
 #include "lcmae/models/model_spec.hpp"
 #include "lcmae/models/spec_rules.hpp"
+#include "lcmae/models/target_decoder.hpp"
 #include "lcmae/models/vit_encoder.hpp"
 
 namespace lcmae::models {
@@ -53,6 +59,7 @@ public:
         const long B = spec.max_batch, L = e.tokens(), D = e.dim;
         simmim_ = spec.baseline == Baseline::SimMim;
         views_ = spec.symmetric() && spec.guided_enabled() ? 2 : 1;
+        dec_views_ = guides_decoded(spec) ? views_ : 1;
         K_ = simmim_ ? L : len_keep(L, spec.mask_ratio);
         Kt_ = L;
         if (views_ == 2)
@@ -63,13 +70,15 @@ public:
         if (simmim_) {
             simmim_decoder_ = nn::Linear<T, Backend>(P_, "decoder", D, e.patch_dim());
         } else {
-            decoder_ = std::make_unique<MaeDecoder<T, Backend>>(P_, e, spec.decoder, B, K_);
+            decoder_ = std::make_unique<MaeDecoder<T, Backend>>(P_, e, spec.decoder, dec_views_ * B, K_);
         }
         if (spec.guided_enabled()) {
             // ---- target: encoder (+ projector in the branch), same names as online, its own arena
             Kt_ = spec.target_mask_ratio > 0 ? len_keep(L, spec.target_mask_ratio) : L;
             target_encoder_ = std::make_unique<VitEncoder<T, Backend>>(
                 Pt_, e, EncoderOptions{.max_batch = views_ * B, .max_keep = Kt_, .forward_only = true});
+            if (guides_decoded(spec))  // Table 5e: the target's EMA copy of the decoder trunk
+                target_decoder_ = std::make_unique<TargetDecoder<T, Backend>>(Pt_, e, spec.decoder, views_ * B);
             // ---- the guidance: online heads (P_), the target's projector (Pt_), their activations
             guidance_ = std::make_unique<GuidanceBranch<T, Backend>>(P_, Pt_, A_, spec, K_, Kt_, views_);
         }
@@ -77,9 +86,10 @@ public:
         images_ = A_.reserve(views_ * B * e.channels * e.image * e.image);
         mask_ = A_.reserve(B * L);
         target_patches_ = A_.reserve(B * L * e.patch_dim());
-        d_pred_ = A_.reserve(B * L * e.patch_dim());
+        d_pred_ = A_.reserve(dec_views_ * B * L * e.patch_dim());
         d_latent_ = A_.reserve(views_ * B * (1 + K_) * D);
-        d_lat1_ = A_.reserve(B * (1 + K_) * D);  // the decoder writes here; the guidance adds into d_latent_
+        d_lat1_ = A_.reserve(dec_views_ * B * (1 + K_) * D);  // the decoder writes here; the guidance adds into d_latent_
+        if (guides_decoded(spec)) d_decoded_ = A_.reserve(dec_views_ * B * (1 + L) * spec.decoder.dim);
         if (simmim_) {
             rows_ = A_.reserve(B * L * D);
             pred_ = A_.reserve(B * L * e.patch_dim());
@@ -121,7 +131,8 @@ public:
     LcmaeModel(const LcmaeModel&) = delete;
     LcmaeModel& operator=(const LcmaeModel&) = delete;
 
-    /// SPEC 3: the target starts as an exact copy of the online encoder + projector.
+    /// SPEC 3: the target starts as an exact copy of the online encoder + projector (and, for
+    /// Table 5e, of decoder_embed, the decoder blocks and decoder_norm).
     void copy_online_to_target(const Backend& ctx) {
         for (const auto& te : Pt_.entries()) {
             const auto& oe = P_.entry(te.name);
@@ -188,16 +199,20 @@ public:
         fill(ctx, kScalars, 0.0, scalars_.data());
         // ---- MIM on view 1
         const CPtr latent = encoder_->forward(ctx, P_, CPtr(images), V * B, keep(), K);
-        const CPtr pred = decoder_->forward(ctx, P_, latent, B, keep(), K);
+        const long VD = dec_views_;  // views the decoder runs on (view 1 only, unless Table 5e)
+        const CPtr pred = decoder_->forward(ctx, P_, latent, VD * B, keep(), K);
         patchify_target(ctx, e.channels, e.image, e.patch, B, CPtr(images), A_.at(target_patches_));
         norm_pix_mse(ctx, B, L, e.patch_dim(), pred, CPtr(A_.at(target_patches_)), CPtr(A_.at(mask_)), spec_.norm_pix,
                      loss_scale, A_.at(d_pred_), scalars_.data() + kMim);
+        if (VD > 1) fill(ctx, (VD - 1) * B * L * e.patch_dim(), T(0), A_.at(d_pred_) + B * L * e.patch_dim());  // no MIM loss
         const Ptr d_latent = A_.at(d_latent_);
         fill(ctx, V * B * (1 + K) * D, T(0), d_latent);
-        // ---- guidance (adds into d_latent)
+        const bool decoded = guides_decoded(spec_);
+        if (decoded) fill(ctx, VD * B * (1 + L) * spec_.decoder.dim, T(0), A_.at(d_decoded_));
+        // ---- guidance (adds into d_latent, or into d_decoded for Table 5e)
         if (spec_.guided_enabled()) guide(ctx, latent, view2, B, loss_scale);
-        decoder_->backward(ctx, P_, CPtr(A_.at(d_pred_)), A_.at(d_lat1_));
-        add_inplace(ctx, B * (1 + K) * D, CPtr(A_.at(d_lat1_)), d_latent);
+        decoder_->backward(ctx, P_, CPtr(A_.at(d_pred_)), A_.at(d_lat1_), decoded ? CPtr(A_.at(d_decoded_)) : CPtr(nullptr));
+        add_inplace(ctx, VD * B * (1 + K) * D, CPtr(A_.at(d_lat1_)), d_latent);
         encoder_->backward(ctx, P_, CPtr(d_latent));
         return read_losses(ctx);
     }
@@ -253,6 +268,7 @@ public:
     std::size_t activation_bytes() const {
         std::size_t b = A_.bytes() + encoder_->activations().bytes();
         if (target_encoder_) b += target_encoder_->activations().bytes();
+        if (target_decoder_) b += target_decoder_->activations().bytes();
         return b;
     }
 
@@ -260,12 +276,13 @@ public:
     double flops_step(long B) const {
         const long V = views_, L = spec_.encoder.tokens();
         double f = encoder_->flops_forward(V * B, K_) + encoder_->flops_backward(V * B, K_);
-        if (decoder_) f += 3.0 * decoder_->flops_forward(B, K_);
+        if (decoder_) f += 3.0 * decoder_->flops_forward(dec_views_ * B, K_);
         if (simmim_) f += 3.0 * simmim_decoder_.flops_forward(B * L);
         if (spec_.guided_enabled()) {
             const long rows = V * B * (token_wise() ? K_ : 1) * (spec_.guidance == GuidanceType::Both ? 2 : 1);
             f += 3.0 * guidance_->flops_forward(rows);
             f += target_encoder_->flops_forward(V * B, L) + guidance_->flops_target(rows);
+            if (target_decoder_) f += target_decoder_->flops_forward(V * B);
         }
         return f;
     }
@@ -315,10 +332,14 @@ private:
         if (s.guided_enabled()) {
             LCMAE_CHECK(rules::heads(s), LCMAE_RULE_HEADS_MSG << " (head_hidden " << s.head_hidden << ", depths "
                                                               << s.projector_depth << " / " << s.predictor_depth << ")");
-            if (s.guided == GuidedTokens::VisibleAndMask)
+            if (s.guided == GuidedTokens::VisibleAndMask) {
                 LCMAE_CHECK(s.baseline == Baseline::Mae && s.guidance == GuidanceType::Global && s.pool == PoolTokens::Visible,
-                            "guided tokens 'visible + mask' (Table 5e) pool MAE's decoder-side sequence: they need the MAE "
-                            "baseline, global guidance and visible-token pooling");
+                            "guided tokens 'visible + mask' (Table 5e) pool the MAE decoder's decoded tokens: they need the "
+                            "MAE baseline, global guidance and visible-token pooling");
+                LCMAE_CHECK(s.target_mask_ratio == 0.0,
+                            "guided tokens 'visible + mask' (Table 5e) run the target's decoder copy on all of its tokens, so "
+                            "the target mask ratio must be 0, got " << s.target_mask_ratio);
+            }
             if (s.guidance != GuidanceType::Global) {
                 LCMAE_CHECK(rules::tokenwise_pool(s), LCMAE_RULE_TOKENWISE_POOL_MSG);
                 LCMAE_CHECK(s.target_mask_ratio == 0.0, "token-wise guidance needs the target token at every online "
@@ -341,6 +362,10 @@ private:
         }
     }
     bool token_wise() const { return spec_.guidance != GuidanceType::Global; }
+    /// Table 5e: the guidance pools the decoder's decoded tokens (needs the MAE decoder).
+    static bool guides_decoded(const ModelSpec& s) {
+        return s.guided_enabled() && s.baseline == Baseline::Mae && s.guided == GuidedTokens::VisibleAndMask;
+    }
     nn::PatchGeometry geom() const { return {spec_.encoder.channels, spec_.encoder.image, spec_.encoder.patch}; }
     void check_batch(long B, const T* view1, const T* view2) const {
         LCMAE_CHECK(B >= 1 && B <= spec_.max_batch, "batch " << B << " is outside the planned [1, " << spec_.max_batch << "]");
@@ -375,26 +400,33 @@ private:
         typename GuidanceBranch<T, Backend>::Step s;
         s.latent = latent;
         s.tlat = tlat;
+        if (target_decoder_) {  // Table 5e: decoded tokens on both sides
+            s.decoded = decoder_->decoded();
+            s.tdecoded = target_decoder_->forward(ctx, Pt_, tlat, views_ * B);
+            s.d_decoded = A_.at(d_decoded_);
+        }
         s.keep = keep();
         s.mask = simmim_ ? CPtr(A_.at(mask_)) : CPtr(nullptr);
         s.d_latent = A_.at(d_latent_);
         s.scalars = scalars_.data() + kGuidance;
         s.B = B;
         s.loss_scale = loss_scale;
-        guidance_->run(ctx, P_, Pt_, A_, decoder_.get(), s);
+        guidance_->run(ctx, P_, Pt_, A_, s);
     }
 
     ModelSpec spec_;
     bool simmim_ = false;
     long views_ = 1, K_ = 0;
+    long dec_views_ = 1;  // online views the MAE decoder runs on: views_ for Table 5e, else 1
     long Kt_ = 0;  // tokens the target sees (all unless Table 5c masks it)
     ParamArena<T, Backend> P_, Pt_;
     mutable ActivationArena<T, Backend> A_;
     std::unique_ptr<VitEncoder<T, Backend>> encoder_, target_encoder_;
     std::unique_ptr<MaeDecoder<T, Backend>> decoder_;
+    std::unique_ptr<TargetDecoder<T, Backend>> target_decoder_;  // Table 5e only
     nn::Linear<T, Backend> simmim_decoder_;
     std::unique_ptr<GuidanceBranch<T, Backend>> guidance_;
-    Slot images_, d_lat1_, mask_, target_patches_, d_pred_, d_latent_, rows_, pred_, d_rows_;
+    Slot images_, d_lat1_, mask_, target_patches_, d_pred_, d_latent_, rows_, pred_, d_rows_, d_decoded_;
     // backend memory: this step's keep lists, the loss scalars, the InfoNCE scratch
     dbuffer<Backend, std::int64_t> keep_, target_keep_;
     dbuffer<Backend, double> scalars_;

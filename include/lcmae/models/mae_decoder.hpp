@@ -97,7 +97,10 @@ public:
     }
 
     /// d_pred (B, L, p*p*C) -> d_latent (B, 1 + K, D), written. Parameter gradients accumulate.
-    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr d_pred, Ptr d_latent) {
+    /// d_decoded (B, 1 + L, Dd), or null: a gradient on the decoded tokens (decoded()) from
+    /// elsewhere - the guidance of Table 5e - added to the one decoder_pred sends back.
+    void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr d_pred, Ptr d_latent,
+                  CPtr d_decoded = CPtr(nullptr)) {
         LCMAE_CHECK(B_ > 0, "decoder backward called before forward");
         const long B = B_, K = K_, L = enc_.tokens(), N = 1 + L, Dd = dd_.dim, Pd = enc_.patch_dim();
         Ptr dout = A_.at(dout_);
@@ -107,6 +110,7 @@ public:
         fill(ctx, B * N * Dd, T(0), dx);
         Ptr dnormed = A_.at(scratch_.d_ln);  // free until the blocks run backward
         pred_.backward(ctx, P, A_.at(normed_), dout, dnormed, B * N);
+        if (d_decoded) add_inplace(ctx, B * N * Dd, d_decoded, dnormed);
         CPtr last = blocks_.empty() ? A_.at(x0_) : A_.at(blocks_.back().out);
         norm_.backward(ctx, P, last, A_.at(mean_), A_.at(rstd_), dnormed, dx, B * N);
         for (long i = static_cast<long>(blocks_.size()) - 1; i >= 0; --i) {
@@ -126,9 +130,9 @@ public:
     }
     double flops_backward(long B, long K) const { return 2.0 * flops_forward(B, K); }
     const std::vector<T>& pos_embed() const noexcept { return pos_; }
-    /// decoder_embed (D -> Dd) and the mask token, for guidance on the decoder-side sequence.
-    const nn::Linear<T, Backend>& embed() const noexcept { return embed_; }
-    Slot mask_token() const noexcept { return mask_token_; }
+    /// The decoded tokens of the last forward: (B, 1 + L, Dd) after decoder_norm, before
+    /// decoder_pred, cls row first, positions in token order (Table 5e pools them).
+    CPtr decoded() { return A_.at(normed_); }
 
 private:
     vit::VitDims enc_;

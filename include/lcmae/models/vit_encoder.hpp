@@ -86,18 +86,7 @@ public:
         const nn::BlockPlan bp{d.dim, d.heads, d.mlp_hidden(), opt_.max_batch, 1 + opt_.max_keep};
         const long rows = bp.max_rows();
         if (opt_.forward_only) {
-            // ping-pong outputs: block i reads block i-1's output while writing the other buffer
-            Slot outs[2];
-            for (long i = 0; i < d.depth; ++i) {
-                if (i == 0) {
-                    blocks_.emplace_back(P, A_, p + "blocks.0", bp);
-                    outs[0] = blocks_[0].out;
-                    outs[1] = A_.reserve(rows * d.dim);
-                } else {
-                    blocks_.emplace_back(P, p + "blocks." + std::to_string(i), bp);
-                    blocks_.back().share_activations(blocks_[0], outs[i % 2]);
-                }
-            }
+            nn::plan_forward_only_stack(P, A_, p + "blocks", d.depth, bp, blocks_);  // one shared set of buffers
         } else {
             for (long i = 0; i < d.depth; ++i) blocks_.emplace_back(P, A_, p + "blocks." + std::to_string(i), bp);
             scratch_.plan(A_, bp);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "lcmae/core/arena.hpp"
 #include "lcmae/nn/attention.hpp"
@@ -142,5 +143,27 @@ struct Block {
         return attn.flops_forward(B, N) + mlp.flops_forward(B * N);
     }
 };
+
+/// Plans a FORWARD-ONLY stack of `depth` blocks named prefix + "." + i (an EMA target's copy, which
+/// never runs backward): block 0 owns one set of activation buffers in A and every later block
+/// shares them (share_activations), the outputs ping-ponging between block 0's `out` and one more
+/// buffer, so block i reads block i-1's output while writing the other. About depth times less
+/// memory than a trainable stack. Only the last block's saved activations (its attention
+/// probabilities, say) survive a forward.
+template <class T, class Backend>
+void plan_forward_only_stack(ParamArena<T, Backend>& P, ActivationArena<T, Backend>& A, const std::string& prefix,
+                             long depth, const BlockPlan& bp, std::vector<Block<T, Backend>>& blocks) {
+    Slot outs[2];
+    for (long i = 0; i < depth; ++i) {
+        if (i == 0) {
+            blocks.emplace_back(P, A, prefix + ".0", bp);
+            outs[0] = blocks[0].out;
+            outs[1] = A.reserve(bp.max_rows() * bp.dim);
+        } else {
+            blocks.emplace_back(P, prefix + "." + std::to_string(i), bp);
+            blocks.back().share_activations(blocks[0], outs[i % 2]);
+        }
+    }
+}
 
 }  // namespace lcmae::nn

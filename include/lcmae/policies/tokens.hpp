@@ -40,10 +40,13 @@ struct Visible {
     static constexpr models::GuidedTokens kind = models::GuidedTokens::Visible;
     static constexpr std::string_view name = "visible";
 };
-/// Visible + mask tokens (Table 5e): the online side pools MAE's decoder-side sequence (decoder_embed
-/// of the visible tokens plus the mask tokens, decoder width); the target pools decoder_embed of its
-/// tokens (its EMA copy includes decoder_embed). Needs the MAE baseline, global guidance and
-/// visible-token pooling (the engine throws lcmae::Error otherwise).
+/// Visible + mask tokens (Table 5e, SPEC 3 "Guided tokens"): the online side pools the DECODED
+/// tokens - the MAE decoder's outputs at the visible and the mask positions, after the decoder
+/// blocks and decoder_norm, before decoder_pred (decoder width) - so the guidance reaches the mask
+/// token and the visible tokens through the decoder's attention. The target runs its EMA copy of
+/// decoder_embed, the decoder blocks and decoder_norm over all of its tokens and pools them the
+/// same way. Needs the MAE baseline, global guidance, visible-token pooling and target mask ratio
+/// 0 (the engine throws lcmae::Error otherwise).
 struct VisibleAndMask {
     static constexpr models::GuidedTokens kind = models::GuidedTokens::VisibleAndMask;
     static constexpr std::string_view name = "visible_and_mask";
