@@ -183,8 +183,10 @@ inline Flags parse_flags(int argc, char** argv, std::string_view what) {
     if (f.warmup > double(f.epochs))
         cli::usage_error("option --warmup expects a number in [0, --epochs = " + std::to_string(f.epochs) + "], got " + std::to_string(f.warmup), here);
     if (f.out.empty()) cli::usage_error("option --out must not be empty", here);
-    if (!apps::is_fashion_mnist(f.data) && apps::cifar_dir(f.data).empty())
-        cli::usage_error("option --data expects fashion-mnist or cifar10:DIR (k-NN and the probe need a labelled test split), got '" + f.data + "'", here);
+    if (!apps::is_fashion_mnist(f.data) && f.data.rfind("cifar10:", 0) != 0 &&
+        !(std::filesystem::is_directory(f.data) && data::DataSource::parse(f.data).folder_has_splits()))
+        cli::usage_error("option --data expects fashion-mnist, cifar10:DIR or a folder with train/ and test/ class sub-folders "
+                         "(k-NN and the probe need a labelled test split), got '" + f.data + "'", here);
     return f;
 }
 
