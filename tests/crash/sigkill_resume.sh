@@ -26,11 +26,13 @@ for ((i = 1; i <= KILLS; i++)); do
   stdbuf -oL "$EXE" "${args[@]}" "${extra[@]}" --minutes 5 > "$W/log.$i" 2>&1 &
   pid=$!
   # wait until the run has completed a save of its own (a fresh run killed before it leaves nothing
-  # to resume from; a resumed run killed before it tests nothing new), then a random 0-1.9 s, so
-  # kills land during steps and saves. Up to 2 minutes: a loaded machine reads the data slowly.
-  ready="saved .* at step"
+  # to resume from; a resumed run killed before it tests nothing new): its first progress line
+  # comes after at least one step, and with --save-every 1 every step saves (periodic saves print
+  # no line of their own). Then a random 0-1.9 s, so kills land during steps and saves. Up to 2
+  # minutes: a loaded machine reads the data slowly.
+  ready="step +[0-9]+/"
   for ((t = 0; t < 1200; t++)); do
-    grep -q "$ready" "$W/log.$i" 2>/dev/null && break
+    grep -Eq "$ready" "$W/log.$i" 2>/dev/null && break
     kill -0 $pid 2>/dev/null || break
     sleep 0.1
   done
