@@ -4,7 +4,8 @@
 #                    after the resume), checkpoint and training state; A's and B's final
 #                    checkpoint.safetensors and train_state.safetensors are identical byte for byte;
 #                    B's resumed run also runs the k-NN on a few hundred images (eval-knn.json).
-#   MODE=sigint      Ctrl-C (SIGINT) saves and exits 0; the run resumes from that save.
+#   MODE=sigint      Ctrl-C (SIGINT, sent twice 50 ms apart as `timeout` does) saves and exits 0;
+#                    the run resumes from that save.
 #   MODE=nan         an absurd --blr makes the loss non-finite: exit status 1, a message naming the
 #                    step and the loss part, and the checkpoint of the last good step stays.
 # EXE: the lcmae program; WORK: a scratch folder (emptied first).
@@ -72,9 +73,11 @@ elseif(MODE STREQUAL "nan")
             --limit 64 --batch 16 --blr 1e30 --save-every 1 --threads 1 --no-eval --out ${WORK}/N)
   require_files(${WORK}/N checkpoint.safetensors train_state.safetensors)
 elseif(MODE STREQUAL "sigint")
-  # Ctrl-C after a few seconds: saved, exit status 0, and the run resumes from there
-  execute_process(COMMAND timeout -s INT --preserve-status 6 ${EXE} pretrain --limit 4096 --batch 8 --threads 1 --no-eval
-                          --save-every 0 --out ${WORK}/S
+  # Ctrl-C after a few seconds: saved, exit status 0, and the run resumes from there. The request
+  # comes twice, 50 ms apart, as coreutils' `timeout` sends it (to the child, then to its process
+  # group): one request, which must not end the program before it saves.
+  execute_process(COMMAND sh -c "\"$0\" pretrain --limit 4096 --batch 8 --threads 1 --no-eval --save-every 0 --out \"$1\" &
+                                 p=$!; sleep 6; kill -INT $p; sleep 0.05; kill -INT $p; wait $p" ${EXE} ${WORK}/S
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   message("${out}${err}")
   if(NOT rc STREQUAL "0" OR NOT "${out}" MATCHES "stop requested: saving and exiting.*saved .*checkpoint.safetensors")

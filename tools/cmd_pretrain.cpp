@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <initializer_list>
 #include <iostream>
@@ -59,15 +60,26 @@ namespace {
 
 // Ctrl-C / SIGTERM ask for a clean stop: the current micro-batch finishes, then the checkpoint and
 // training state are written (atomically) and the program exits, so an interrupted run resumes. A
-// second signal ends the program at once.
+// second signal ends the program at once, but only one that comes a second or more after the first:
+// coreutils' `timeout` (and some job runners) signal the child and then its whole process group, so
+// one request arrives twice within microseconds, and must still save (it killed CI's run once).
 std::atomic<bool> g_stop{false};
+std::atomic<std::int64_t> g_first_signal_ns{0};
 #ifdef LCMAE_HAVE_MPI
 // Under mpirun (README "Data-parallel training"): this rank's communicator, else null.
 const dist::Mpi* g_comm = nullptr;
 #endif
 extern "C" void request_stop(int sig) {
-    g_stop.store(true);
-    std::signal(sig, SIG_DFL);
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);  // async-signal-safe, unlike std::chrono
+    const std::int64_t ns = std::int64_t(now.tv_sec) * 1000000000 + now.tv_nsec;
+    if (!g_stop.exchange(true)) {
+        g_first_signal_ns.store(ns);
+        return;
+    }
+    if (ns - g_first_signal_ns.load() < 1000000000) return;  // the same request, delivered twice
+    std::signal(sig, SIG_DFL);  // a real second request: end now, with the signal's exit status
+    std::raise(sig);
 }
 
 // ---- options: one table drives parsing, --config and --help ---------------------------------
