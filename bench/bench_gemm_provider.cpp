@@ -62,7 +62,35 @@ void BM_gemm(benchmark::State& st) {
     st.counters["GFLOP/s"] = benchmark::Counter(2.0 * s.M * s.N * s.K / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The machine's FMA peak: 12 independent chains of a*b+c on the widest vectors the compiler
+// targets (64-byte GCC vectors: one AVX-512 FMA, or two AVX2 FMAs, per multiply-add), per thread,
+// 2 FLOP per lane. 12 chains cover the FMA latency (4 cycles) times its issue rate (2 per cycle)
+// with margin; the result is what "fraction of peak" in bench/README.md divides by.
+using v16f = float __attribute__((vector_size(64)));
+void BM_fma_peak(benchmark::State& st) {
+    const int threads = int(st.range(0));
+    constexpr long kIters = 1L << 22;
+    for (auto _ : st) {
+        float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+        {
+            v16f acc[12];
+            const v16f m = v16f{} + 0.999999f, a = v16f{} + 1e-7f;
+            for (int j = 0; j < 12; ++j) acc[j] = v16f{} + float(j);
+            for (long i = 0; i < kIters; ++i)
+#pragma GCC unroll 12
+                for (int j = 0; j < 12; ++j) acc[j] = acc[j] * m + a;
+            for (int j = 0; j < 12; ++j) sink += acc[j][0];
+        }
+        benchmark::DoNotOptimize(sink);
+    }
+    st.counters["GFLOP/s"] = benchmark::Counter(double(threads) * kIters * 12 * 16 * 2 / 1e9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void register_all() {
+    for (int threads : {1, 2})
+        benchmark::RegisterBenchmark("fma_peak", BM_fma_peak)->Arg(threads)->ArgName("threads")->UseRealTime()->MinTime(0.5);
     for (long i = 0; i < long(shapes().size()); ++i)
         for (int threads : {1, 2})
             for (long p = 0; p <= (backend::cpu::openblas_available ? 1 : 0); ++p)
