@@ -36,3 +36,25 @@ TEST_CASE_TEMPLATE("bias_gelu_forward equals bias add then gelu_forward, bit for
     }
 }
 
+// add_layernorm_forward runs add_inplace's add and layernorm_forward's row code (one shared
+// function), so x, y, mean and rstd must equal the two-pass results bit for bit.
+TEST_CASE_TEMPLATE("add_layernorm_forward equals add_inplace then layernorm_forward, bit for bit", T, float, double) {
+    for (const auto& [rows, cols] : {std::pair{3L, 5L}, std::pair{260L, 192L}}) {
+        const auto xd = test::random_vector(rows * cols, 11, 2.0), rd = test::random_vector(rows * cols, 12);
+        const auto gd = test::random_vector(cols, 13), bd = test::random_vector(cols, 14);
+        const std::vector<T> x0(xd.begin(), xd.end()), res(rd.begin(), rd.end()), gamma(gd.begin(), gd.end()),
+            beta(bd.begin(), bd.end());
+        const T eps = T(1e-6);
+        std::vector<T> x_ref = x0, y_ref(rows * cols), m_ref(rows), s_ref(rows);
+        ops::add_inplace(ctx, rows * cols, res.data(), x_ref.data());
+        ops::layernorm_forward(ctx, rows, cols, x_ref.data(), gamma.data(), beta.data(), eps, y_ref.data(),
+                               m_ref.data(), s_ref.data());
+        std::vector<T> x = x0, y(rows * cols, T(-99)), m(rows, T(-99)), s(rows, T(-99));
+        ops::add_layernorm_forward(ctx, rows, cols, res.data(), x.data(), gamma.data(), beta.data(), eps, y.data(),
+                                   m.data(), s.data());
+        CHECK(x == x_ref);
+        CHECK(y == y_ref);
+        CHECK(m == m_ref);
+        CHECK(s == s_ref);
+    }
+}

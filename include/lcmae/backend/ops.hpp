@@ -62,6 +62,10 @@
 // Normalisation
 //   layernorm_forward(ctx, rows, cols, x, gamma, beta, eps, y, mean, rstd)
 //       per row: mean, rstd = 1/sqrt(biased var + eps) saved for backward; y = (x-mean) rstd g + b
+//   add_layernorm_forward(ctx, rows, cols, res, x, gamma, beta, eps, y, mean, rstd)
+//       fused residual add + LayerNorm, one pass: x += res (x keeps the sum: the backward needs
+//       it), then layernorm_forward of x; the same bits as add_inplace + layernorm_forward.
+//       OPTIONAL (not in the Backend concept): nn::Block uses it where the backend has it
 //   layernorm_backward(ctx, rows, cols, x, mean, rstd, gamma, dy, dx, dgamma, dbeta)
 //       dx ACCUMULATES (+=) (a pre-norm block adds it onto the residual gradient in place);
 //       dgamma, dbeta accumulate.
@@ -170,7 +174,7 @@
     X(scale_rows)                                                                                      \
     X(gelu_forward) X(gelu_backward) X(bias_gelu_forward) X(relu_forward) X(relu_backward) X(scale_add_broadcast)           \
     X(col_sum_add)                                                                                     \
-    /* norms */ X(layernorm_forward) X(layernorm_backward) X(batchnorm_forward_train)                  \
+    /* norms */ X(layernorm_forward) X(add_layernorm_forward) X(layernorm_backward) X(batchnorm_forward_train)                  \
     X(batchnorm_forward_eval) X(batchnorm_backward) X(batchnorm_local_sums) X(batchnorm_forward_global) \
     X(batchnorm_backward_local_sums) X(batchnorm_backward_global)                                      \
     /* attention */ X(attention_forward) X(attention_backward) X(softmax_rows)                         \
