@@ -16,6 +16,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("variants", nargs="+")
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--filter", default="lcmae")
+ap.add_argument("--alternate", action="store_true", help="reverse the order on odd rounds (ABBA)")
 ap.add_argument("--min-time", default=None, help="--benchmark_min_time (seconds); default: the binary's")
 a = ap.parse_args()
 
@@ -27,8 +28,9 @@ for v in a.variants:
     variants.append((label, env, binary))
 
 res = {label: [] for label, _, _ in variants}
+cpu_ms = {label: [] for label, _, _ in variants}
 for r in range(a.rounds):
-    for label, env, binary in variants:
+    for label, env, binary in (variants[::-1] if a.alternate and r % 2 else variants):
         cmd = [binary, f"--benchmark_filter={a.filter}", "--benchmark_format=json"]
         if a.min_time: cmd.append(f"--benchmark_min_time={a.min_time}")
         e = dict(os.environ); e.update(env)
@@ -41,7 +43,8 @@ for r in range(a.rounds):
         b = json.loads(out)["benchmarks"][0]
         load = os.getloadavg()[0]
         res[label].append(b["images/s"])
-        print(f"round {r} {label:>10}: {b['images/s']:7.2f} img/s  loss {b['loss']!r}  threads {b['threads']:.0f}  "
+        cpu_ms[label].append(b["cpu_time"])  # ms per step of the main thread: at 1 thread, not load-bound
+        print(f"round {r} {label:>10}: {b['images/s']:7.2f} img/s  main-thread CPU {b['cpu_time']:7.1f} ms/step  loss {b['loss']!r}  threads {b['threads']:.0f}  "
               f"iters {b['iterations']}  process CPU/wall {cpu / wall:.2f}  load1 {load:.2f}", flush=True)
 print()
 for label, xs in res.items():
