@@ -46,6 +46,13 @@
 //                                                std::erf, float a vectorisable rational erf with
 //                                                |error| <= 3.3e-7 (a few float ulps)
 //   gelu_backward(ctx, n, x, dy, dx)             dx = dy * (Phi(x) + x phi(x))
+//   bias_gelu_forward(ctx, rows, cols, bias, pre, y)   fused MLP fc1 epilogue, one pass:
+//                                                pre[r, c] += bias[c]; y[r, c] = gelu(pre[r, c])
+//                                                (the same arithmetic as add-then-gelu_forward,
+//                                                bit for bit). OPTIONAL: not part of the Backend
+//                                                concept; nn::Mlp uses it where the backend has it
+//                                                (CPU, Strict) and bias_fill + GEMM beta 1 +
+//                                                gelu_forward elsewhere (CUDA)
 //   relu_forward / relu_backward                 y = max(x, 0); dx = dy * (x > 0)
 //   scale_inplace(ctx, n, alpha, y)              y *= alpha
 //   scale_rows(ctx, rows, cols, s, y)            y[r, :] *= s[r] (s: rows values in backend memory;
@@ -55,6 +62,10 @@
 // Normalisation
 //   layernorm_forward(ctx, rows, cols, x, gamma, beta, eps, y, mean, rstd)
 //       per row: mean, rstd = 1/sqrt(biased var + eps) saved for backward; y = (x-mean) rstd g + b
+//   add_layernorm_forward(ctx, rows, cols, res, x, gamma, beta, eps, y, mean, rstd)
+//       fused residual add + LayerNorm, one pass: x += res (x keeps the sum: the backward needs
+//       it), then layernorm_forward of x; the same bits as add_inplace + layernorm_forward.
+//       OPTIONAL (not in the Backend concept): nn::Block uses it where the backend has it
 //   layernorm_backward(ctx, rows, cols, x, mean, rstd, gamma, dy, dx, dgamma, dbeta)
 //       dx ACCUMULATES (+=) (a pre-norm block adds it onto the residual gradient in place);
 //       dgamma, dbeta accumulate.
@@ -161,9 +172,9 @@
     /* gemm */ X(gemm) X(gemm_batched)                                                                 \
     /* elementwise */ X(bias_fill) X(bias_grad) X(add) X(add_inplace) X(scale_inplace)                  \
     X(scale_rows)                                                                                      \
-    X(gelu_forward) X(gelu_backward) X(relu_forward) X(relu_backward) X(scale_add_broadcast)           \
+    X(gelu_forward) X(gelu_backward) X(bias_gelu_forward) X(relu_forward) X(relu_backward) X(scale_add_broadcast)           \
     X(col_sum_add)                                                                                     \
-    /* norms */ X(layernorm_forward) X(layernorm_backward) X(batchnorm_forward_train)                  \
+    /* norms */ X(layernorm_forward) X(add_layernorm_forward) X(layernorm_backward) X(batchnorm_forward_train)                  \
     X(batchnorm_forward_eval) X(batchnorm_backward) X(batchnorm_local_sums) X(batchnorm_forward_global) \
     X(batchnorm_backward_local_sums) X(batchnorm_backward_global)                                      \
     /* attention */ X(attention_forward) X(attention_backward) X(softmax_rows)                         \

@@ -106,8 +106,7 @@ struct Block {
         norm1.forward(ctx, P, x, A.at(ln1), A.at(mean1), A.at(rstd1), rows);
         attn.forward(ctx, P, A.at(ln1), B, N, A.at(qkv), A.at(probs), A.at(att), A.at(x1));
         if (drop) scale_rows(ctx, B, N * d, drop, A.at(x1));
-        add_inplace(ctx, rows * d, x, A.at(x1));
-        norm2.forward(ctx, P, A.at(x1), A.at(ln2), A.at(mean2), A.at(rstd2), rows);
+        norm2.forward_residual(ctx, P, x, A.at(x1), A.at(ln2), A.at(mean2), A.at(rstd2), rows);  // x1 += x
         mlp.forward(ctx, P, A.at(ln2), A.at(h_pre), A.at(h), A.at(out), rows);
         if (drop) scale_rows(ctx, B, N * d, drop + B, A.at(out));
         add_inplace(ctx, rows * d, A.at(x1), A.at(out));

@@ -35,6 +35,17 @@ struct LayerNorm {
                  long rows) const {
         layernorm_forward(ctx, rows, dim, x, P.value(g), P.value(b), eps, y, mean, rstd);
     }
+    /// x += res, then y = LN(x), in one pass where the backend has add_layernorm_forward (a
+    /// pre-norm block's residual add and the next norm); add_inplace + forward elsewhere.
+    void forward_residual(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr res, Ptr x, Ptr y, Ptr mean,
+                          Ptr rstd, long rows) const {
+        if constexpr (requires { add_layernorm_forward(ctx, rows, dim, res, x, P.value(g), P.value(b), eps, y, mean, rstd); }) {
+            add_layernorm_forward(ctx, rows, dim, res, x, P.value(g), P.value(b), eps, y, mean, rstd);
+        } else {
+            add_inplace(ctx, rows * dim, res, x);
+            forward(ctx, P, CPtr(x), y, mean, rstd, rows);
+        }
+    }
     /// dx += LN'^T dy (accumulates: pre-norm blocks add onto the residual gradient in place).
     void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, CPtr mean, CPtr rstd,
                   CPtr dy, Ptr dx, long rows) const {

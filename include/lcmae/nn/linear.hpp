@@ -54,6 +54,12 @@ struct Linear {
         }
     }
 
+    /// y = x W^T only, bias NOT added: for a caller that adds it in a fused pass after the GEMM
+    /// (nn::Mlp's bias + GELU).
+    void forward_matmul(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr x, Ptr y, long rows) const {
+        gemm(ctx, false, true, rows, out, in, T(1), x, in, P.value(w), in, T(0), y, out);
+    }
+
     /// dW += dy^T x; db += sum dy; dx = dy W (+= with accumulate_dx); dx may be null.
     void backward(const Backend& ctx, ParamArena<T, Backend>& P, CPtr x, CPtr dy, Ptr dx, long rows,
                   bool accumulate_dx = false) const {

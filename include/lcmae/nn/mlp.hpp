@@ -28,6 +28,17 @@ struct Mlp {
     /// x (rows, D) -> y (rows, D); saves h_pre = fc1(x) and h = gelu(h_pre), (rows, hidden) each.
     void forward(const Backend& ctx, const ParamArena<T, Backend>& P, CPtr x, Ptr h_pre, Ptr h, Ptr y,
                  long rows) const {
+        // bias + GELU in one pass after a beta-0 GEMM where the backend has the fused op (CPU:
+        // saves the bias_fill pass over h_pre); otherwise bias_fill + GEMM beta 1 + gelu_forward.
+        // Same numbers whenever the GEMM sums K in one block (Eigen's kc >= K: fc1's K = D).
+        if constexpr (requires { bias_gelu_forward(ctx, rows, hidden, P.value(fc1.b), h_pre, h); }) {
+            if (fc1.has_bias) {
+                fc1.forward_matmul(ctx, P, x, h_pre, rows);
+                bias_gelu_forward(ctx, rows, hidden, P.value(fc1.b), h_pre, h);
+                fc2.forward(ctx, P, h, y, rows);
+                return;
+            }
+        }
         fc1.forward(ctx, P, x, h_pre, rows);
         gelu_forward(ctx, rows * hidden, h_pre, h);
         fc2.forward(ctx, P, h, y, rows);

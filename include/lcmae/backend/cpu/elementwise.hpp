@@ -134,6 +134,24 @@ inline void gelu_backward(const backend::Cpu& ctx, long n, const T* x, const T* 
     }
 }
 
+/// Fused fc1 epilogue (contract in ops.hpp): bias add and GELU in one pass over the (rows, cols)
+/// activation instead of a bias_fill pass before the GEMM and a gelu_forward pass after it; the
+/// GEMM then runs with beta 0. Each element sees the same operations as the unfused path.
+template <class T>
+inline void bias_gelu_forward(const backend::Cpu& ctx, long rows, long cols, const T* bias, T* pre, T* y) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long r = 0; r < rows; ++r) {
+        T* pr = pre + r * cols;
+        T* yr = y + r * cols;
+#pragma omp simd
+        for (long c = 0; c < cols; ++c) {
+            const T v = pr[c] + bias[c];
+            pr[c] = v;
+            yr[c] = gelu(v);
+        }
+    }
+}
+
 template <class T>
 inline void relu_forward(const backend::Cpu& ctx, long n, const T* x, T* y) {
 #pragma omp parallel for simd schedule(static) num_threads(ctx.threads()) if (n > kParallelMin)

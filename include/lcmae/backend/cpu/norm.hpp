@@ -25,20 +25,41 @@ inline double lane_sum(long n, F f) {
 }
 }  // namespace detail
 
+namespace detail {
+/// One row of layernorm_forward; shared with add_layernorm_forward so both give the same bits.
+template <class T>
+inline void layernorm_row(long cols, const T* xr, const T* gamma, const T* beta, T eps, T* yr, T& mean, T& rstd) {
+    const double m = lane_sum(cols, [&](long c) { return double(xr[c]); }) / cols;
+    const double v = lane_sum(cols, [&](long c) { return (xr[c] - m) * (xr[c] - m); });
+    const T rs = T(1.0 / std::sqrt(v / cols + double(eps)));
+    const T mt = T(m);
+    for (long c = 0; c < cols; ++c) yr[c] = (xr[c] - mt) * rs * gamma[c] + beta[c];
+    mean = mt;
+    rstd = rs;
+}
+}  // namespace detail
+
 template <class T>
 inline void layernorm_forward(const backend::Cpu& ctx, long rows, long cols, const T* x,
                               const T* gamma, const T* beta, T eps, T* y, T* mean, T* rstd) {
 #pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
+    for (long r = 0; r < rows; ++r)
+        detail::layernorm_row(cols, x + r * cols, gamma, beta, eps, y + r * cols, mean[r], rstd[r]);
+}
+
+/// Residual add + LayerNorm in one pass (contract in ops.hpp): x += res row by row, and the row,
+/// still in L1, is normalised at once, instead of an add_inplace pass over the whole (rows, cols)
+/// activation followed by a layernorm_forward pass that reads it back.
+template <class T>
+inline void add_layernorm_forward(const backend::Cpu& ctx, long rows, long cols, const T* res, T* x,
+                                  const T* gamma, const T* beta, T eps, T* y, T* mean, T* rstd) {
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (rows * cols > kParallelMin)
     for (long r = 0; r < rows; ++r) {
-        const T* xr = x + r * cols;
-        const double m = detail::lane_sum(cols, [&](long c) { return double(xr[c]); }) / cols;
-        const double v = detail::lane_sum(cols, [&](long c) { return (xr[c] - m) * (xr[c] - m); });
-        const T rs = T(1.0 / std::sqrt(v / cols + double(eps)));
-        const T mt = T(m);
-        T* yr = y + r * cols;
-        for (long c = 0; c < cols; ++c) yr[c] = (xr[c] - mt) * rs * gamma[c] + beta[c];
-        mean[r] = mt;
-        rstd[r] = rs;
+        T* xr = x + r * cols;
+        const T* rr = res + r * cols;
+#pragma omp simd
+        for (long c = 0; c < cols; ++c) xr[c] += rr[c];
+        detail::layernorm_row(cols, xr, gamma, beta, eps, y + r * cols, mean[r], rstd[r]);
     }
 }
 
