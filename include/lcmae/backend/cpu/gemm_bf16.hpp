@@ -56,13 +56,35 @@ inline std::uint32_t pair(float lo, float hi) noexcept {
     return std::uint32_t(to_bf16(lo)) | (std::uint32_t(to_bf16(hi)) << 16);
 }
 
+/// kc floats x[0..kc) -> (kc + 1) / 2 pair words, the odd tail padded with 0. Where K is the contiguous
+/// dimension, pair words in K order are just the bf16 values in memory order, so one vcvtne2ps2bf16
+/// converts 32 floats (same rounding as to_bf16 for normal numbers; denormals, which vdpbf16ps treats
+/// as zero anyway, are flushed). The scalar form packing needs 10x longer, which showed on attention.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void convert_row(const float* x, long kc,
+                                                                                       std::uint32_t* out) {
+    long k = 0;
+    for (; k + 32 <= kc; k += 32) {
+        const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
+        _mm512_storeu_si512(out + k / 2, (__m512i)h);
+    }
+    for (; k < kc; k += 2) out[k / 2] = pair(x[k], k + 1 < kc ? x[k + 1] : 0.f);
+}
+
 /// op(A)(i0.., k0..) for m <= kMC rows, kc columns -> micro-panels of kMR rows: [panel][kpair][row].
-inline void pack_a(bool ta, const float* A, long lda, long i0, long m, long k0, long kc, std::uint32_t* out) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void pack_a(bool ta, const float* A, long lda, long i0, long m, long k0, long kc, std::uint32_t* out) {
     const long kp = (kc + 1) / 2;
     auto at = [&](long i, long k) { return ta ? A[k * lda + i] : A[i * lda + k]; };
+    std::uint32_t row[kKC / 2];
     for (long ir = 0; ir < m; ir += kMR) {
         const long mr = std::min(kMR, m - ir);
         std::uint32_t* o = out + ir * kp;
+        if (!ta) {  // rows of A are contiguous in K
+            for (long r = 0; r < kMR; ++r) {
+                if (r < mr) convert_row(A + (i0 + ir + r) * lda + k0, kc, row);
+                for (long p = 0; p < kp; ++p) o[p * kMR + r] = r < mr ? row[p] : 0u;
+            }
+            continue;
+        }
         for (long p = 0; p < kp; ++p) {
             const long k = k0 + 2 * p;
             const bool odd_end = 2 * p + 1 >= kc;
@@ -76,12 +98,20 @@ inline void pack_a(bool ta, const float* A, long lda, long i0, long m, long k0, 
 }
 
 /// op(B)(k0.., j0..) for kc rows, n <= kNC columns -> micro-panels of kNR columns: [panel][kpair][col].
-inline void pack_b(bool tb, const float* B, long ldb, long k0, long kc, long j0, long n, std::uint32_t* out) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void pack_b(bool tb, const float* B, long ldb, long k0, long kc, long j0, long n, std::uint32_t* out) {
     const long kp = (kc + 1) / 2;
     auto at = [&](long k, long j) { return tb ? B[j * ldb + k] : B[k * ldb + j]; };
+    std::uint32_t row[kKC / 2];
     for (long jr = 0; jr < n; jr += kNR) {
         const long nr = std::min(kNR, n - jr);
         std::uint32_t* o = out + jr * kp;
+        if (tb) {  // rows of B (columns of op(B)) are contiguous in K
+            for (long c = 0; c < kNR; ++c) {
+                if (c < nr) convert_row(B + (j0 + jr + c) * ldb + k0, kc, row);
+                for (long p = 0; p < kp; ++p) o[p * kNR + c] = c < nr ? row[p] : 0u;
+            }
+            continue;
+        }
         for (long p = 0; p < kp; ++p) {
             const long k = k0 + 2 * p;
             const bool odd_end = 2 * p + 1 >= kc;
@@ -119,12 +149,18 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void micr
     for (int r = 0; r < kMR; ++r) {
         if (r >= m) break;
         float* c = C + r * ldc;
-        __m512 r0 = _mm512_mul_ps(va, acc[r][0]), r1 = _mm512_mul_ps(va, acc[r][1]);
-        if (!overwrite) {
+        // Explicit FMAs: with separate mul and add, GCC's default -ffp-contract=fast fused them
+        // differently in different inlined copies, and a thread panel differed from the whole call
+        // in the last bit (the panel-split test caught it).
+        __m512 r0, r1;
+        if (overwrite) {
+            r0 = _mm512_mul_ps(va, acc[r][0]);
+            r1 = _mm512_mul_ps(va, acc[r][1]);
+        } else {
             __m512 c0 = _mm512_maskz_loadu_ps(m0, c), c1 = _mm512_maskz_loadu_ps(m1, c + 16);
             if (scale) { c0 = _mm512_mul_ps(vb, c0); c1 = _mm512_mul_ps(vb, c1); }
-            r0 = _mm512_add_ps(c0, r0);
-            r1 = _mm512_add_ps(c1, r1);
+            r0 = _mm512_fmadd_ps(va, acc[r][0], c0);
+            r1 = _mm512_fmadd_ps(va, acc[r][1], c1);
         }
         _mm512_mask_storeu_ps(c, m0, r0);
         _mm512_mask_storeu_ps(c + 16, m1, r1);
