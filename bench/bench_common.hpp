@@ -11,7 +11,7 @@
 
 namespace lcmae::bench {
 
-/// GFLOP/s of Eigen sgemm at a ViT-like shape C(M,N) = A(M,K) B(K,N)^T, best of a few repeats.
+/// GFLOP/s of sgemm (the context's provider: Eigen or OpenBLAS) at a ViT-like shape C(M,N) = A(M,K) B(K,N)^T, best of a few repeats.
 inline double sgemm_ceiling_gflops(const backend::Cpu& ctx, long M = 4096, long N = 768, long K = 192) {
     std::vector<float> A(M * K, 0.5f), B(N * K, 0.25f), C(M * N);
     double best = 0;

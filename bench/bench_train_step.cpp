@@ -13,7 +13,8 @@
 // as 2x forward for trained layers (patch-embed: weight gradient only), the target forward once.
 // Element-wise work (LayerNorm, GELU, softmax, BatchNorm, losses), AdamW and EMA are NOT counted,
 // so GFLOP/s is "useful GEMM work per second" and its fraction of the sgemm ceiling is the figure
-// of merit. The ceiling is Eigen sgemm at (4096 x 768 x 192), measured in the same run.
+// of merit. The ceiling is sgemm at (4096 x 768 x 192) through the same provider (Eigen or
+// OpenBLAS), measured in the same run.
 //
 // peak_RSS_MiB is the process's VmHWM (/proc/self/status) after the run: high-water mark of resident
 // memory, including the benchmark library, both models, optimiser state and activations.
@@ -21,7 +22,7 @@
 //   ./build-bench/bench/bench_train_step --benchmark_counters_tabular=true [--precision=fp32|bf16]
 //
 // --precision=bf16 runs the step with backend::Cpu's Precision::Bf16 (bf16 GEMM operands, FP32
-// accumulation; issue 13 item 3); the ceiling stays Eigen FP32 sgemm, so the fraction compares both
+// accumulation; issue 13 item 3); the ceiling stays the provider's FP32 sgemm, so the fraction compares both
 // precisions against the same number.
 #include <benchmark/benchmark.h>
 
@@ -68,9 +69,13 @@ models::ModelSpec tiny_spec(models::GuidanceLoss loss) {
 }
 
 void run_step(benchmark::State& st, models::GuidanceLoss loss) {
-    backend::Cpu ctx;  // FP32 for the ceiling
-    const double ceiling = bench::sgemm_ceiling_gflops(ctx);
-    ctx.set_precision(g_precision);
+    backend::Cpu ctx;
+    // arg 0: the GEMM provider (0 Eigen, 1 OpenBLAS where built in: cpu/gemm_provider.hpp)
+    ctx.set_gemm_provider(st.range(0) ? backend::cpu::GemmProvider::OpenBlas : backend::cpu::GemmProvider::Eigen);
+    const double ceiling = bench::sgemm_ceiling_gflops(ctx);  // FP32, before the precision is set
+    ctx.set_precision(g_precision);  // Bf16: float GEMMs run the bf16 kernel whatever the provider
+    st.SetLabel(std::string(backend::cpu::gemm_provider_name(ctx.gemm_provider())) +
+                (g_precision == backend::Precision::Bf16 ? " bf16" : ""));
     const long B = 64;
     const auto spec = tiny_spec(loss);
     models::LcmaeModel<float> model(spec, 0);
@@ -108,8 +113,15 @@ void run_step(benchmark::State& st, models::GuidanceLoss loss) {
 // fraction of ceiling = GFLOP/s / ceiling_GFLOP/s (printed by compare_pytorch.py and in README.md)
 static void BM_lcmae_step(benchmark::State& st) { run_step(st, models::GuidanceLoss::Cosine); }
 static void BM_mae_step(benchmark::State& st) { run_step(st, models::GuidanceLoss::None); }
-BENCHMARK(BM_lcmae_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(4.0);
-BENCHMARK(BM_mae_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(4.0);
+// Every provider this build has, the default (OpenBLAS where built in) first; the Eigen row is
+// the header-only build's number, measured in the same process.
+static void providers(benchmark::internal::Benchmark* b) {
+    if (backend::cpu::openblas_available) b->Arg(1);
+    b->Arg(0);
+    b->ArgName("openblas");
+}
+BENCHMARK(BM_lcmae_step)->Apply(providers)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(4.0);
+BENCHMARK(BM_mae_step)->Apply(providers)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(4.0);
 
 int main(int argc, char** argv) {
     // our one flag, taken out before Google Benchmark parses the rest

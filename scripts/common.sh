@@ -3,6 +3,7 @@
 
 LCMAE_APT_PACKAGES=(cmake g++ make libeigen3-dev doctest-dev libbenchmark-dev libopencv-dev
   nlohmann-json3-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist
+  libopenblas-dev  # the CPU GEMM provider (lcmae::openblas); without it Eigen's kernel is used
   clang-14 libclang-rt-14-dev)  # the last two: the libFuzzer targets (fuzz/run.sh)
 
 # Runs a command as root: directly when we are root, through sudo when it exists.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/check_pretrain_mpi.sh EXE WORK - `lcmae pretrain` under mpirun (issue 11), end to end on
 # 256 Fashion-MNIST images: 2 ranks train and save (rank 0 alone prints and writes), 1 process
-# resumes that run at the same global batch, and 2 ranks resume a 1-process run.
+# resumes that run at the same global batch, and 2 ranks resume a 1-process run; Ctrl-C to mpirun
+# saves, and the saved run resumes.
 # mpirun's CI flags are set here: --oversubscribe, and --allow-run-as-root only when root.
 set -euo pipefail
 exe=$1 work=$2
@@ -41,4 +42,26 @@ if "$exe" pretrain "${common[@]}" --batch 8 --steps 6 --resume "$work/two" >"$wo
   cat "$work/refused.log"; fail "resuming a global-batch-16 run at batch 8 was accepted"
 fi
 grep -q "batch 16 -> 8" "$work/refused.log" || { cat "$work/refused.log"; fail "the refusal does not name the batch"; }
+echo "== Ctrl-C to mpirun: every rank stops at the same step, rank 0 saves, 1 process resumes it"
+# OpenMPI's mpirun answers SIGINT by sending the ranks SIGTERM, then SIGKILL a few seconds later
+# (mpirun(1), "Signal Propagation"); our handler treats SIGTERM as a stop request that the ranks
+# agree on at the next step (cmd_pretrain.cpp), and this model saves well within that time.
+# mpirun's own exit status after a signal is not 0, so only the ranks' output counts.
+"$mpirun_bin" "${flags[@]}" "$exe" pretrain --limit 4096 --no-eval --threads 1 --save-every 0 --batch 8 \
+  --out "$work/stopped" >"$work/stopped.log" 2>&1 &
+run=$!
+for _ in $(seq 1 600); do  # up to 60 s for the first progress line
+  grep -Eq "step +[0-9]+/" "$work/stopped.log" 2>/dev/null && break
+  sleep 0.1
+done
+sleep 1
+kill -INT "$run"
+wait "$run" || true
+tr '\r' '\n' <"$work/stopped.log" | grep -v "^step" || true
+grep -q "stop requested: saving and exiting" "$work/stopped.log" || fail "no stop message after Ctrl-C"
+step=$(sed -n 's/^saved .*train_state.safetensors at step \([0-9]*\)$/\1/p' "$work/stopped.log" | tr -d '\r')
+[[ -n $step && $step -gt 0 ]] || fail "no save line after Ctrl-C"
+"$exe" pretrain --limit 4096 --no-eval --threads 1 --save-every 0 --batch 16 --minutes 0.01 \
+  --resume "$work/stopped" >"$work/after-stop.log" 2>&1 || { cat "$work/after-stop.log"; fail "resume after Ctrl-C exited with $?"; }
+grep -q "resumed from .* at step $step " "$work/after-stop.log" || { cat "$work/after-stop.log"; fail "did not resume at step $step"; }
 echo PASS

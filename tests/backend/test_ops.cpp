@@ -13,6 +13,18 @@ using namespace lcmae;
 namespace {
 backend::Cpu ctx(2);
 
+// Every GEMM provider this program was built with (Eigen always; OpenBLAS with lcmae::openblas).
+// The GEMM tests run once per provider on the shared context, then restore its default.
+std::vector<backend::cpu::GemmProvider> gemm_providers() {
+    std::vector<backend::cpu::GemmProvider> p{backend::cpu::GemmProvider::Eigen};
+    if (backend::cpu::openblas_available) p.push_back(backend::cpu::GemmProvider::OpenBlas);
+    return p;
+}
+struct RestoreProvider {
+    backend::cpu::GemmProvider was = ctx.gemm_provider();
+    ~RestoreProvider() { ctx.set_gemm_provider(was); }
+};
+
 template <class T>
 void naive_gemm(bool ta, bool tb, long M, long N, long K, T alpha, const T* A, long lda, const T* B, long ldb,
                 T beta, T* C, long ldc) {
@@ -31,9 +43,13 @@ void naive_gemm(bool ta, bool tb, long M, long N, long K, T alpha, const T* A, l
 
 TEST_CASE_TEMPLATE("gemm: every transpose combination, strides, alpha and beta", T, float, double) {
     const long M = 13, N = 7, K = 9;
+    RestoreProvider restore;
+    for (auto provider : gemm_providers())
     for (bool ta : {false, true})
         for (bool tb : {false, true})
             for (auto [alpha, beta] : {std::pair{1.0, 0.0}, std::pair{0.5, 1.0}, std::pair{-2.0, 0.25}}) {
+                ctx.set_gemm_provider(provider);
+                CAPTURE(backend::cpu::gemm_provider_name(provider));
                 CAPTURE(ta); CAPTURE(tb); CAPTURE(alpha); CAPTURE(beta);
                 const long lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 5;
                 // integer-valued inputs make float GEMM exact, so the comparison is equality
@@ -51,6 +67,10 @@ TEST_CASE_TEMPLATE("gemm: every transpose combination, strides, alpha and beta",
 }
 
 TEST_CASE("gemm: beta 0 ignores NaN in C; batched gemm equals a loop") {
+  RestoreProvider restore;
+  for (auto provider : gemm_providers()) {
+    ctx.set_gemm_provider(provider);
+    CAPTURE(backend::cpu::gemm_provider_name(provider));
     std::vector<float> A(6, 1.f), B(6, 2.f), C(4, std::nanf(""));
     ops::gemm(ctx, false, false, 2, 2, 3, 1.f, A.data(), 3, B.data(), 2, 0.f, C.data(), 2);
     for (float v : C) CHECK(v == 6.f);
@@ -63,6 +83,55 @@ TEST_CASE("gemm: beta 0 ignores NaN in C; batched gemm equals a loop") {
     for (long i = 0; i < batch; ++i)
         naive_gemm(false, false, M, N, K, 1.0, a.data() + i * M * K, K, b.data() + i * K * N, N, 0.0, ref.data() + i * M * N, N);
     for (std::size_t i = 0; i < c.size(); ++i) CHECK(c[i] == doctest::Approx(ref[i]).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("gemm: every provider matches a double-precision loop on random floats, also through the panel split") {
+    // Non-integer inputs: each provider sums in its own order, so the bound is float rounding of a
+    // K-term dot product: |error| <= K * 2^-24 * sum |a||b| (checked per element, with 4x margin).
+    RestoreProvider restore;
+    const long M = 150, N = 140, K = 130;  // 2.7M multiply-adds: above kGemmSplitMin at 2 threads
+    REQUIRE(double(M) * N * K >= double(ops::kGemmSplitMin));
+    for (auto provider : gemm_providers())
+        for (bool ta : {false, true})
+            for (bool tb : {false, true}) {
+                ctx.set_gemm_provider(provider);
+                CAPTURE(backend::cpu::gemm_provider_name(provider)); CAPTURE(ta); CAPTURE(tb);
+                const long lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
+                std::vector<float> A((ta ? K : M) * lda), B((tb ? N : K) * ldb), C(M * ldc, 0.5f);
+                Rng r(7, 8);
+                for (auto& v : A) v = float(r.uniform(-1, 1));
+                for (auto& v : B) v = float(r.uniform(-1, 1));
+                ops::gemm(ctx, ta, tb, M, N, K, 1.5f, A.data(), lda, B.data(), ldb, -1.0f, C.data(), ldc);
+                double worst = 0;
+                for (long i = 0; i < M; ++i)
+                    for (long j = 0; j < N; ++j) {
+                        double s = 0, mag = 0;
+                        for (long k = 0; k < K; ++k) {
+                            const double a = ta ? A[k * lda + i] : A[i * lda + k];
+                            const double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+                            s += a * b;
+                            mag += std::abs(a * b);
+                        }
+                        const double want = 1.5 * s - 0.5, bound = 4.0 * double(K) * 0x1p-24 * (1.5 * mag + 0.5);
+                        worst = std::max(worst, std::abs(double(C[i * ldc + j]) - want) / bound);
+                    }
+                CHECK(worst <= 1.0);
+                for (long i = 0; i < M; ++i)  // the padding columns of C are left alone
+                    for (long j = N; j < ldc; ++j) REQUIRE(C[i * ldc + j] == 0.5f);
+            }
+}
+
+TEST_CASE("gemm provider: asking for OpenBLAS in a build without it is an error naming the fix") {
+    backend::Cpu local(1);
+    CHECK(local.gemm_provider() == backend::cpu::initial_gemm_provider());
+    if (backend::cpu::openblas_available) {
+        local.set_gemm_provider(backend::cpu::GemmProvider::Eigen);
+        CHECK(local.gemm_provider() == backend::cpu::GemmProvider::Eigen);
+    } else {
+        CHECK_THROWS_WITH_AS(local.set_gemm_provider(backend::cpu::GemmProvider::OpenBlas),
+                             doctest::Contains("lcmae::openblas"), Error);
+    }
 }
 
 TEST_CASE("softmax rows sum to 1 and match exp/sum") {
@@ -176,11 +245,15 @@ TEST_CASE("gemm: large problems take the threaded panel split; every transpose c
     // 160 x 130 x 120 = 2.5M multiply-adds, above kGemmSplitMin, so with 2 threads C is cut into
     // panels (rows when M >= N, columns otherwise: both shapes are covered).
     REQUIRE(ctx.threads() >= 2);
+    RestoreProvider restore;
+    for (auto provider : gemm_providers())
     for (auto [M, N] : {std::pair{160L, 130L}, std::pair{130L, 160L}})
         for (bool ta : {false, true})
             for (bool tb : {false, true}) {
                 const long K = 120;
                 REQUIRE(double(M) * N * K >= double(ops::kGemmSplitMin));
+                ctx.set_gemm_provider(provider);
+                CAPTURE(backend::cpu::gemm_provider_name(provider));
                 CAPTURE(M); CAPTURE(ta); CAPTURE(tb);
                 const long lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3, ldc = N + 2;
                 std::vector<float> A((ta ? K : M) * lda), B((tb ? N : K) * ldb), C(M * ldc), R;

@@ -84,6 +84,14 @@ double tensor_rel_error(const ParamArena<T>& P, const ParamEntry& e, const std::
     return test::rel_error(got, want);
 }
 
+// Float losses after the first step: they are computed from weights that already carry AdamW's
+// amplified rounding noise (weights are tested at 2e-5, see below), so they cannot be held to the
+// first step's forward-only 2e-7. Measured worst: 4.2e-7 (lcmae_cosine_paper, step 1, its
+// guidance loss: a cosine of BatchNorm'd 4096-wide projections) with OpenBLAS sgemm as the GEMM
+// provider, 8.1e-8 with Eigen's (GCC 12, AMD EPYC Zen 4, -march=native); the first step's losses
+// stay within 6.5e-8 with either. Tested at 1e-6 after step 0, 2e-7 at step 0.
+constexpr double kFloatLaterStepLossTol = 1e-6;
+
 // `micro` micro-batches per step: micro-batch m is samples [m B/micro, (m+1) B/micro) of the
 // inputs, run at loss scale 1/micro into the same gradients; loss.* holds steps x micro values.
 template <class T>
@@ -132,9 +140,10 @@ void run_fixture(const std::string& name, const ModelSpec& spec, double loss_tol
                     : model.forward_backward_simmim(ctx, view1.data() + m * B * img, view2.data() + m * B * img, B,
                                                     mask.data() + m * B * L, scale);
             const std::size_t at = std::size_t(k * micro + m);
-            CHECK(l.mim == doctest::Approx(loss_mim[at]).epsilon(loss_tol));
-            CHECK(l.gg == doctest::Approx(loss_gg[at]).epsilon(loss_tol));
-            CHECK(l.total == doctest::Approx(loss_total[at]).epsilon(loss_tol));
+            const double tol = (k == 0 || !std::is_same_v<T, float>) ? loss_tol : std::max(loss_tol, kFloatLaterStepLossTol);
+            CHECK(l.mim == doctest::Approx(loss_mim[at]).epsilon(tol));
+            CHECK(l.gg == doctest::Approx(loss_gg[at]).epsilon(tol));
+            CHECK(l.total == doctest::Approx(loss_total[at]).epsilon(tol));
             worst_loss = std::max(worst_loss, std::abs(l.total - loss_total[at]) / std::abs(loss_total[at]));
         }
         if (k == 0) {
@@ -210,7 +219,9 @@ const Case kCases[] = {
 // above the worst measured (each run prints its worst values). Measured with GCC 12 on AMD EPYC,
 // builds with -march=native (AVX-512), x86-64-v3 and x86-64-v2, against the committed files and
 // against sets regenerated with torch's AVX2 and non-vectorised kernels (tests/reference/README.md):
-//   float:  loss 8.9e-8, gradients 2.5e-6, weights 7.7e-6 (3 steps) and 2.4e-5 (accum2)
+//   float:  loss 8.9e-8, gradients 2.5e-6, weights 7.7e-6 (3 steps) and 2.4e-5 (accum2); with OpenBLAS
+//           as the GEMM provider (same machine, -march=native): losses 4.2e-7 after step 0
+//           (kFloatLaterStepLossTol above), gradients 3.4e-6, weights 1.0e-5
 //           -> tested at 2e-7, 1e-5, 2e-5 (3 steps) and 5e-5 (accum2)
 //   double: loss 1.4e-15, gradients 6.2e-15, weights 1.25e-10 -> tested at 1e-14, 2e-14, 3e-10
 // Weights after AdamW are the loose ones: m / (sqrt(v) + eps) turns the rounding noise of small

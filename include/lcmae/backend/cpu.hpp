@@ -12,6 +12,7 @@
 #include <Eigen/Core>
 
 #include "lcmae/backend/precision.hpp"
+#include "lcmae/backend/cpu/gemm_provider.hpp"
 #include "lcmae/backend/tag.hpp"
 #include "lcmae/core/buffer.hpp"
 #include "lcmae/core/error.hpp"
@@ -47,8 +48,10 @@ struct Cpu : ops::BackendTag {
         // Eigen's thread count is process-global; ours is per context. Our GEMM threads by panels
         // (cpu/gemm.hpp), so Eigen itself always runs one thread: the same value for every context.
         Eigen::setNbThreads(1);
+        cpu::make_provider_single_threaded();  // OpenBLAS too, where it is the provider
         set_threads(threads);
         set_precision(precision);
+        gemm_provider_ = cpu::initial_gemm_provider();  // LCMAE_GEMM, else OpenBLAS where built in
     }
 
     /// The threads our OpenMP loops and GEMM panels use. The count is this context's own value:
@@ -73,12 +76,23 @@ struct Cpu : ops::BackendTag {
         precision_ = p;
     }
     Precision precision() const noexcept { return precision_; }
+    /// Who runs each single-threaded GEMM (cpu/gemm_provider.hpp): OpenBLAS where the program
+    /// links lcmae::openblas, else Eigen. Switching changes speed, not the contract; the last bits
+    /// of a float result may differ between providers (another summation order).
+    cpu::GemmProvider gemm_provider() const noexcept { return gemm_provider_; }
+    void set_gemm_provider(cpu::GemmProvider p) {
+        LCMAE_CHECK(p == cpu::GemmProvider::Eigen || cpu::openblas_available,
+                    "the OpenBLAS GEMM provider was asked for, but this program was built without it "
+                    "(link the lcmae::openblas CMake target; Debian: libopenblas-dev)");
+        gemm_provider_ = p;
+    }
     /// Work is done when an op returns.
     void synchronize() const noexcept {}
 
 private:
     int threads_ = 1;
     Precision precision_ = Precision::Fp32;
+    cpu::GemmProvider gemm_provider_ = cpu::default_gemm_provider;
 };
 
 }  // namespace lcmae::backend

@@ -1,4 +1,6 @@
-// lcmae/backend/cpu/gemm.hpp - GEMM through Eigen maps on our own buffers (contract in ops.hpp).
+// lcmae/backend/cpu/gemm.hpp - GEMM on our own buffers (contract in ops.hpp): each
+// single-threaded piece through the context's provider (Eigen maps, or OpenBLAS where built in:
+// cpu/gemm_provider.hpp), our own panel split over threads.
 #pragma once
 
 #include <omp.h>
@@ -30,6 +32,23 @@ inline void gemm_eigen(long M, long N, T alpha, const MA& a, const MB& b, T beta
         c.noalias() += alpha * a * b;
     }
 }
+#ifdef LCMAE_HAVE_OPENBLAS
+// The same through OpenBLAS, single-threaded (gemm_provider.hpp). Row-major CBLAS takes our
+// leading dimensions as they are. beta == 0 makes OpenBLAS overwrite C (NaNs included), as our
+// contract requires (tested in tests/backend/test_backend.cpp for every provider).
+template <class T>
+inline void gemm_openblas(bool ta, bool tb, long M, long N, long K, T alpha, const T* A, long lda, const T* B,
+                          long ldb, T beta, T* C, long ldc) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "OpenBLAS multiplies float or double");
+    const auto opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    if constexpr (std::is_same_v<T, float>)
+        cblas_sgemm(CblasRowMajor, opa, opb, blasint(M), blasint(N), blasint(K), alpha, A, blasint(lda), B,
+                    blasint(ldb), beta, C, blasint(ldc));
+    else
+        cblas_dgemm(CblasRowMajor, opa, opb, blasint(M), blasint(N), blasint(K), alpha, A, blasint(lda), B,
+                    blasint(ldb), beta, C, blasint(ldc));
+}
+#endif
 }  // namespace detail
 
 template <class T>
@@ -74,6 +93,12 @@ inline void gemm(const backend::Cpu& ctx, bool ta, bool tb, long M, long N, long
             return;
         }
     }
+#ifdef LCMAE_HAVE_OPENBLAS
+    if (ctx.gemm_provider() == backend::cpu::GemmProvider::OpenBlas) {
+        detail::gemm_openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
     if (!ta && !tb)
         detail::gemm_eigen(M, N, alpha, map_rm(A, M, K, lda), map_rm(B, K, N, ldb), beta, C, ldc);
     else if (!ta && tb)
