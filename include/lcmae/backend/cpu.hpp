@@ -11,12 +11,25 @@
 
 #include <Eigen/Core>
 
+#include "lcmae/backend/precision.hpp"
 #include "lcmae/backend/cpu/gemm_provider.hpp"
 #include "lcmae/backend/tag.hpp"
 #include "lcmae/core/buffer.hpp"
 #include "lcmae/core/error.hpp"
 
 namespace lcmae::backend {
+
+/// Whether this CPU executes AVX512-BF16 (vdpbf16ps), asked of CPUID at run time: the library is
+/// built without -march flags, so the instruction set is never assumed from the compiler.
+inline bool cpu_has_avx512_bf16() noexcept {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
 
 struct Cpu : ops::BackendTag {
     static constexpr const char* name = "cpu";
@@ -31,12 +44,13 @@ struct Cpu : ops::BackendTag {
     static constexpr bool host_memory = true;
 
     Cpu() : Cpu(omp_get_max_threads()) {}
-    explicit Cpu(int threads) {
+    explicit Cpu(int threads, Precision precision = Precision::Fp32) {
         // Eigen's thread count is process-global; ours is per context. Our GEMM threads by panels
         // (cpu/gemm.hpp), so Eigen itself always runs one thread: the same value for every context.
         Eigen::setNbThreads(1);
         cpu::make_provider_single_threaded();  // OpenBLAS too, where it is the provider
         set_threads(threads);
+        set_precision(precision);
         gemm_provider_ = cpu::initial_gemm_provider();  // LCMAE_GEMM, else OpenBLAS where built in
     }
 
@@ -48,6 +62,20 @@ struct Cpu : ops::BackendTag {
         threads_ = threads;
     }
     int threads() const noexcept { return threads_; }
+
+    /// Float GEMMs (gemm, gemm_batched, so attention too): Fp32 (the default, the parity mode) or
+    /// Bf16 (operands rounded to bf16, FP32 accumulation and output; cpu/gemm_bf16.hpp). Double
+    /// GEMMs and every other op stay in their own type. Bf16 needs AVX512-BF16: on a CPU without it
+    /// this throws here, at set-up, rather than running a slow emulation that would only mislead a
+    /// benchmark. Tf32 is a GPU mode and is rejected.
+    void set_precision(Precision p) {
+        LCMAE_CHECK(p != Precision::Tf32, "the CPU backend has no TF32 precision (use fp32 or bf16)");
+        LCMAE_CHECK(p != Precision::Bf16 || cpu_has_avx512_bf16(),
+                    "this CPU has no AVX512-BF16 (vdpbf16ps), so the CPU backend cannot run bf16 GEMMs; "
+                    "use fp32");
+        precision_ = p;
+    }
+    Precision precision() const noexcept { return precision_; }
     /// Who runs each single-threaded GEMM (cpu/gemm_provider.hpp): OpenBLAS where the program
     /// links lcmae::openblas, else Eigen. Switching changes speed, not the contract; the last bits
     /// of a float result may differ between providers (another summation order).
@@ -63,6 +91,7 @@ struct Cpu : ops::BackendTag {
 
 private:
     int threads_ = 1;
+    Precision precision_ = Precision::Fp32;
     cpu::GemmProvider gemm_provider_ = cpu::default_gemm_provider;
 };
 

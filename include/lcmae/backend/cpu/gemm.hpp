@@ -11,6 +11,7 @@
 
 #include "lcmae/backend/cpu.hpp"
 #include "lcmae/backend/cpu/eigen_maps.hpp"
+#include "lcmae/backend/cpu/gemm_bf16.hpp"
 #include "lcmae/core/error.hpp"
 
 namespace lcmae::ops {
@@ -85,6 +86,12 @@ inline void gemm(const backend::Cpu& ctx, bool ta, bool tb, long M, long N, long
         auto c = map_rm(C, M, N, ldc);
         if (beta == T(0)) c.setZero(); else c *= beta;
         return;
+    }
+    if constexpr (std::is_same_v<T, float>) {  // Precision::Bf16: own AVX512-BF16 kernel, per panel
+        if (ctx.precision() == backend::Precision::Bf16) {
+            backend::cpu::bf16::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            return;
+        }
     }
 #ifdef LCMAE_HAVE_OPENBLAS
     if (ctx.gemm_provider() == backend::cpu::GemmProvider::OpenBlas) {

@@ -36,12 +36,11 @@
 #include <type_traits>
 
 #include "lcmae/backend/cuda/check.cuh"
+#include "lcmae/backend/precision.hpp"
 #include "lcmae/backend/tag.hpp"
 #include "lcmae/core/error.hpp"
 
 namespace lcmae::backend {
-
-enum class Precision { Fp32, Tf32, Bf16 };
 
 /// How attention_forward / attention_backward run (attention.cuh). Batched: one pointer-array
 /// batched GEMM over all B*H heads per product, straight on qkv / out / dqkv (the default).
@@ -59,14 +58,6 @@ inline constexpr AttentionPath kDefaultAttentionPath = AttentionPath::PerHead;
 inline constexpr AttentionPath kDefaultAttentionPath = AttentionPath::Batched;
 #endif
 
-inline const char* precision_name(Precision p) noexcept {
-    switch (p) {
-        case Precision::Fp32: return "fp32";
-        case Precision::Tf32: return "tf32";
-        case Precision::Bf16: return "bf16";
-    }
-    return "?";
-}
 
 namespace cuda_detail {
 
