@@ -15,6 +15,8 @@ The fastest of torch.set_num_threads(1) and (2) is reported.
   python3 bench/compare_pytorch.py                       # PyTorch only
   python3 bench/compare_pytorch.py --with-cpp build-bench/bench/bench_train_step
                                                          # also runs ours, prints both + ratio
+  python3 bench/compare_pytorch.py --with-cpp build-bench/bench/bench_train_step --bf16
+                                                         # and ours in --precision=bf16
 torch and timm are a developer tool dependency here (not CI).
 """
 
@@ -193,8 +195,8 @@ def run_pytorch(threads, min_time):
     return res
 
 
-def run_cpp(path, min_time):
-    out = subprocess.run([path, "--benchmark_format=json", f"--benchmark_min_time={min_time}"],
+def run_cpp(path, min_time, extra=()):
+    out = subprocess.run([path, "--benchmark_format=json", f"--benchmark_min_time={min_time}", *extra],
                          check=True, capture_output=True, text=True).stdout
     res = {}  # step -> [(provider, result)], the binary's default provider first
     for b in json.loads(out)["benchmarks"]:
@@ -207,15 +209,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--with-cpp", metavar="PATH", help="bench_train_step binary to run alongside")
     ap.add_argument("--threads", default="1,2", help="torch thread counts to try (best is reported)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also run ours with --precision=bf16 (CPUs with AVX512-BF16; the OpenBLAS row only)")
     ap.add_argument("--min-time", type=float, default=6.0, help="seconds per measurement")
     a = ap.parse_args()
     print(f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}", flush=True)
     cpp = run_cpp(a.with_cpp, a.min_time) if a.with_cpp else None
+    if cpp and a.bf16:
+        extra = run_cpp(a.with_cpp, a.min_time, ["--precision=bf16", "--benchmark_filter=openblas:1"])
+        for name, rows in extra.items():
+            cpp[name] += rows
     pt = run_pytorch([int(t) for t in a.threads.split(",")], a.min_time)
     print()
     print(f"{'step':8s} {'pytorch img/s':>14s} {'(threads)':>9s}", end="")
     if cpp:
-        print(f" {'gemm':>9s} {'lcmae img/s':>12s} {'ratio':>6s} {'GFLOP/s':>8s} {'ceiling':>8s} {'fraction':>8s}", end="")
+        print(f" {'gemm':>14s} {'lcmae img/s':>12s} {'ratio':>6s} {'GFLOP/s':>8s} {'ceiling':>8s} {'fraction':>8s}", end="")
     print()
     for name in ("lcmae", "mae"):
         ips, t = pt[name]
@@ -223,7 +231,7 @@ def main():
         for provider, c in rows:
             print(f"{name:8s} {ips:14.2f} {t:9d}", end="")
             if c:
-                print(f" {provider:>9s} {c['images/s']:12.2f} {c['images/s'] / ips:6.2f} {c['GFLOP/s']:8.1f} "
+                print(f" {provider:>14s} {c['images/s']:12.2f} {c['images/s'] / ips:6.2f} {c['GFLOP/s']:8.1f} "
                       f"{c['ceiling_GFLOP/s']:8.1f} {c['GFLOP/s'] / c['ceiling_GFLOP/s']:8.2f}", end="")
             print()
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

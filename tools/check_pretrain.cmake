@@ -8,6 +8,8 @@
 #                    the run resumes from that save.
 #   MODE=nan         an absurd --blr makes the loss non-finite: exit status 1, a message naming the
 #                    step and the loss part, and the checkpoint of the last good step stays.
+#   MODE=precision   --precision: a bad value exits 2; bf16 trains (CPU with AVX512-BF16, read from
+#                    /proc/cpuinfo) or exits 1 naming AVX512-BF16 (other CPUs).
 # EXE: the lcmae program; WORK: a scratch folder (emptied first).
 # `lcmae pretrain ARGN` must exit with expect_rc and print something matching regex (check_cli.cmake).
 function(run_lcmae expect_rc regex)
@@ -86,6 +88,20 @@ elseif(MODE STREQUAL "sigint")
   require_files(${WORK}/S checkpoint.safetensors train_state.safetensors metrics.jsonl config.json)
   run_lcmae(0 "resumed from .*S at step [0-9]+" --limit 4096 --batch 8 --threads 1 --no-eval --save-every 0 --minutes 0.01
             --resume ${WORK}/S)
+elseif(MODE STREQUAL "precision")
+  run_lcmae(2 "option --precision expects fp32 or bf16, got 'fp16'" --precision fp16 --out ${WORK}/P0)
+  # bf16 trains where the CPU has AVX512-BF16 (read at test time) and is refused, naming it, elsewhere
+  file(READ /proc/cpuinfo cpuinfo)
+  if(cpuinfo MATCHES "avx512_bf16")
+    run_lcmae(0 "GEMM bf16 .own AVX512-BF16 kernel.*--steps reached: saving" --precision bf16 --limit 64 --batch 16 --steps 2
+              --threads 1 --no-eval --out ${WORK}/P1)
+    file(READ ${WORK}/P1/config.json cfg)
+    if(NOT cfg MATCHES "\"precision\": \"bf16\"")
+      message(FATAL_ERROR "config.json does not record the precision:\n${cfg}")
+    endif()
+  else()
+    run_lcmae(1 "AVX512-BF16" --precision bf16 --limit 64 --batch 16 --steps 2 --threads 1 --no-eval --out ${WORK}/P1)
+  endif()
 else()
-  message(FATAL_ERROR "MODE must be run_resume, nan or sigint")
+  message(FATAL_ERROR "MODE must be run_resume, nan, sigint or precision")
 endif()

@@ -108,6 +108,7 @@ const std::vector<Option>& options() {
         {"--ema", "M", "0.996", "base momentum of the EMA target, cosine to 1 (lcmae and lc-simmim only)", Kind::Number, "all"},
         {"--seed", "S", "0", "initialisation, masks and data order", Kind::Int, "all"},
         {"--threads", "T", "0 (all cores)", "CPU threads", Kind::Int, "all"},
+        {"--precision", "fp32|bf16", "fp32", "training GEMMs: bf16 = BF16 operands, FP32 sums, FP32 weights (CPUs with AVX512-BF16); the k-NN runs in fp32", Kind::Text, "all"},
         {"--limit", "N", "0 (all)", "train on the first N images only", Kind::Int, "all"},
         {"--out", "DIR", "runs/<data> (the --resume DIR when resuming)", "where checkpoint, state, config.json and metrics.jsonl go", Kind::Text, "all"},
         {"--resume", "DIR", "", "continue the run saved in DIR exactly (same settings)", Kind::Text, "all"},
@@ -127,7 +128,7 @@ const std::vector<Option>& options() {
 
 struct Args {
     std::string data = "fashion-mnist", method = "lcmae", loss = "cosine", crop = "src", model = "tiny";
-    std::string out, resume, config, export_encoder;
+    std::string out, resume, config, export_encoder, precision = "fp32";
     long epochs = 1, steps = 0, batch = 64, accum = 1, limit = 0, save_every = 200, log_every = 10;
     long eval_limit_train = 10000, eval_limit_test = 0;
     double minutes = 0, blr = 1.5e-3, warmup = 0.02, alpha = 0.25, mask_ratio = 0.75, target_mask_ratio = 0, ema = 0.996;
@@ -190,6 +191,10 @@ void apply(Args& a, const Option& o, const std::string& v) {
     else if (n == "--eval-limit-train") a.eval_limit_train = int_in(a, n, v, 0, kMax);
     else if (n == "--eval-limit-test") a.eval_limit_test = int_in(a, n, v, 0, kMax);
     else if (n == "--threads") a.threads = static_cast<int>(int_in(a, n, v, 0, 1024));
+    else if (n == "--precision") {
+        if (v != "fp32" && v != "bf16") usage(a, "option --precision expects fp32 or bf16, got '" + v + "'");
+        a.precision = v;
+    }
     else if (n == "--seed") a.seed = cli::parse_u64(n, v, help_command(a));
     else if (n == "--minutes") a.minutes = number_in(a, n, v, [](double x) { return x >= 0; }, ">= 0");
     else if (n == "--blr") a.blr = number_in(a, n, v, [](double x) { return x > 0; }, "> 0");
@@ -316,13 +321,16 @@ std::string config_json(const Args& a) {
     if (a.method != "mae") real("alpha", a.alpha);
     real("mask-ratio", a.mask_ratio);
     if (a.method != "mae") { real("target-mask-ratio", a.target_mask_ratio); real("ema", a.ema); }
-    integer("seed", a.seed); integer("threads", a.threads); integer("limit", a.limit); text("out", a.out);
+    integer("seed", a.seed); integer("threads", a.threads); text("precision", a.precision); integer("limit", a.limit);
+    text("out", a.out);
     text("resume", a.resume); integer("save-every", a.save_every); integer("log-every", a.log_every); flag("no-eval", a.no_eval);
     integer("eval-limit-train", a.eval_limit_train); integer("eval-limit-test", a.eval_limit_test);
     text("export-encoder", a.export_encoder); flag("skip-corrupt", a.skip_corrupt); flag("allow-config-change", a.allow_config_change);
     js << "\n}\n";
     return js.str();
 }
+
+backend::Precision precision_of(const Args& a) { return a.precision == "bf16" ? backend::Precision::Bf16 : backend::Precision::Fp32; }
 
 void write_atomic(const std::filesystem::path& path, const std::string& text) {
     io::AtomicFileWriter w(path);
@@ -353,14 +361,16 @@ void run_knn(const Args& a, const backend::Cpu& ctx, const vit::VitDims& dims, c
     const std::size_t nte = a.eval_limit_test > 0 ? std::min<std::size_t>(a.eval_limit_test, test_ds->size()) : test_ds->size();
     eval::KnnConfig kc;  // k 20, T 0.07
     kc.threads = ctx.threads();
+    backend::Cpu fp32 = ctx;  // features in FP32 whatever --precision trained with
+    fp32.set_precision(backend::Precision::Fp32);
     kc.k = int(std::min<std::size_t>(std::size_t(kc.k), ntr));
     std::printf("k-NN: online encoder of %s, %zu train / %zu test images\n", ckpt.string().c_str(), ntr, nte);
     std::fflush(stdout);
     const eval::ImagePrep prep{.image = int(dims.image), .channels = int(dims.channels), .norm = norm};
-    eval::FrozenEncoder<float> enc(ctx, dims, 256);
-    enc.load(ctx, ckpt.string(), "");
-    auto ftr = enc.extract(ctx, *train_ds, prep, ntr, {}, ctx.threads());
-    auto fte = enc.extract(ctx, *test_ds, prep, nte, {}, ctx.threads());
+    eval::FrozenEncoder<float> enc(fp32, dims, 256);
+    enc.load(fp32, ckpt.string(), "");
+    auto ftr = enc.extract(fp32, *train_ds, prep, ntr, {}, ctx.threads());
+    auto fte = enc.extract(fp32, *test_ds, prep, nte, {}, ctx.threads());
     std::ostringstream js;
     js << "{\n  \"protocol\": \"knn\",\n  \"source\": \"online\",\n  \"checkpoint\": " << json_text(ckpt.string())
        << ",\n  \"data\": " << json_text(a.data) << ",\n  \"n_train\": " << ntr << ",\n  \"n_test\": " << nte << ",\n  \"k\": " << kc.k
@@ -432,11 +442,14 @@ int train_loop(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, b
         std::printf("%s: %d ranks (%s), --batch %ld per rank: global batch %ld\n", prog.c_str(), comm.world(), Comm::name,
                     a.batch, a.batch * comm.world());
     if (lead) std::printf("%s: %s, %s, %zu images, %lld batches of %ld per epoch (x%ld per step); ViT D %ld depth %ld heads %ld, %ld px / "
-                "patch %ld; loss %s, crop %s, mask ratio %.2f, alpha %.2f; %d threads\n",
+                "patch %ld; loss %s, crop %s, mask ratio %.2f, alpha %.2f; %d threads, GEMM %s %s\n",
                 prog.c_str(), a.method.c_str(), is_fashion_mnist(a) ? "Fashion-MNIST" : a.data.c_str(), ds->size(), (long long)ipe,
                 a.batch, a.accum, spec.encoder.dim, spec.encoder.depth, spec.encoder.heads, spec.encoder.image, spec.encoder.patch,
                 a.method == "mae" ? "none" : a.loss.c_str(), std::string(Crop::name).c_str(),
-                a.method == "lc-simmim" ? spec.simmim_mask_ratio : spec.mask_ratio, spec.alpha, ctx.threads());
+                a.method == "lc-simmim" ? spec.simmim_mask_ratio : spec.mask_ratio, spec.alpha, ctx.threads(),
+                backend::precision_name(ctx.precision()),
+                ctx.precision() == backend::Precision::Bf16 ? "(own AVX512-BF16 kernel)"
+                                                            : backend::cpu::gemm_provider_name(ctx.gemm_provider()));
     models::LcmaeModel<float> model(spec, seed);  // what LCMAE<...>(RunConfig) builds
     train::TrainConfig tc;
     tc.batch = a.batch;
@@ -650,7 +663,7 @@ int cmd_pretrain(int argc, char** argv) {
                 if (comm->rank() == 0) std::fprintf(stderr, "error: %s\n", setup_error.c_str());
                 return 1;
             }
-            return dispatch(a, backend::Cpu(threads));
+            return dispatch(a, backend::Cpu(threads, precision_of(a)));
         } catch (const dist::CollectiveError& e) {  // every rank has it (rank 0's save or load): rank 0 says it
             if (comm->rank() == 0) std::fprintf(stderr, "error: %s\n", e.what());
             return 1;
@@ -664,7 +677,8 @@ int cmd_pretrain(int argc, char** argv) {
     std::signal(SIGTERM, request_stop);
     check_output_dir(a.out);  // an unusable --out fails now, not after training
     write_atomic(std::filesystem::path(a.out) / "config.json", config_json(a));
-    const backend::Cpu ctx = a.threads > 0 ? backend::Cpu(a.threads) : backend::Cpu();
+    backend::Cpu ctx = a.threads > 0 ? backend::Cpu(a.threads) : backend::Cpu();
+    ctx.set_precision(precision_of(a));  // bf16 on a CPU without AVX512-BF16: an error saying so
     return dispatch(a, ctx);
 }
 }  // namespace lcmae::tools
