@@ -70,58 +70,45 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void conv
     for (; k < kc; k += 2) out[k / 2] = pair(x[k], k + 1 < kc ? x[k + 1] : 0.f);
 }
 
-/// op(A)(i0.., k0..) for m <= kMC rows, kc columns -> micro-panels of kMR rows: [panel][kpair][row].
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void pack_a(bool ta, const float* A, long lda, long i0, long m, long k0, long kc, std::uint32_t* out) {
+/// kc values along K of `count` rows r0.. of a matrix X whose element (r, k) is X[r * ldx + k]
+/// (k_contiguous) or X[k * ldx + r] -> micro-panels of R rows: [panel][kpair][row], zero-padded.
+/// op(A)'s rows and op(B)'s columns are both such rows (pack_a, pack_b).
+template <long R>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void pack_panels(
+    bool k_contiguous, const float* X, long ldx, long r0, long count, long k0, long kc, std::uint32_t* out) {
     const long kp = (kc + 1) / 2;
-    auto at = [&](long i, long k) { return ta ? A[k * lda + i] : A[i * lda + k]; };
+    auto at = [&](long r, long k) { return k_contiguous ? X[r * ldx + k] : X[k * ldx + r]; };
     std::uint32_t row[kKC / 2];
-    for (long ir = 0; ir < m; ir += kMR) {
-        const long mr = std::min(kMR, m - ir);
-        std::uint32_t* o = out + ir * kp;
-        if (!ta) {  // rows of A are contiguous in K
-            for (long r = 0; r < kMR; ++r) {
-                if (r < mr) convert_row(A + (i0 + ir + r) * lda + k0, kc, row);
-                for (long p = 0; p < kp; ++p) o[p * kMR + r] = r < mr ? row[p] : 0u;
+    for (long pr = 0; pr < count; pr += R) {
+        const long nr = std::min(R, count - pr);
+        std::uint32_t* o = out + pr * kp;
+        if (k_contiguous) {  // a row's K values are adjacent: vectorised conversion
+            for (long r = 0; r < R; ++r) {
+                if (r < nr) convert_row(X + (r0 + pr + r) * ldx + k0, kc, row);
+                for (long p = 0; p < kp; ++p) o[p * R + r] = r < nr ? row[p] : 0u;
             }
             continue;
         }
         for (long p = 0; p < kp; ++p) {
             const long k = k0 + 2 * p;
             const bool odd_end = 2 * p + 1 >= kc;
-            for (long r = 0; r < kMR; ++r) {
-                if (r >= mr) { o[p * kMR + r] = 0; continue; }
-                const long i = i0 + ir + r;
-                o[p * kMR + r] = pair(at(i, k), odd_end ? 0.f : at(i, k + 1));
+            for (long r = 0; r < R; ++r) {
+                if (r >= nr) { o[p * R + r] = 0; continue; }
+                const long i = r0 + pr + r;
+                o[p * R + r] = pair(at(i, k), odd_end ? 0.f : at(i, k + 1));
             }
         }
     }
 }
 
+/// op(A)(i0.., k0..) for m <= kMC rows, kc columns -> micro-panels of kMR rows: [panel][kpair][row].
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void pack_a(bool ta, const float* A, long lda, long i0, long m, long k0, long kc, std::uint32_t* out) {
+    pack_panels<kMR>(!ta, A, lda, i0, m, k0, kc, out);
+}
+
 /// op(B)(k0.., j0..) for kc rows, n <= kNC columns -> micro-panels of kNR columns: [panel][kpair][col].
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void pack_b(bool tb, const float* B, long ldb, long k0, long kc, long j0, long n, std::uint32_t* out) {
-    const long kp = (kc + 1) / 2;
-    auto at = [&](long k, long j) { return tb ? B[j * ldb + k] : B[k * ldb + j]; };
-    std::uint32_t row[kKC / 2];
-    for (long jr = 0; jr < n; jr += kNR) {
-        const long nr = std::min(kNR, n - jr);
-        std::uint32_t* o = out + jr * kp;
-        if (tb) {  // rows of B (columns of op(B)) are contiguous in K
-            for (long c = 0; c < kNR; ++c) {
-                if (c < nr) convert_row(B + (j0 + jr + c) * ldb + k0, kc, row);
-                for (long p = 0; p < kp; ++p) o[p * kNR + c] = c < nr ? row[p] : 0u;
-            }
-            continue;
-        }
-        for (long p = 0; p < kp; ++p) {
-            const long k = k0 + 2 * p;
-            const bool odd_end = 2 * p + 1 >= kc;
-            for (long c = 0; c < kNR; ++c) {
-                if (c >= nr) { o[p * kNR + c] = 0; continue; }
-                const long j = j0 + jr + c;
-                o[p * kNR + c] = pair(at(k, j), odd_end ? 0.f : at(k + 1, j));
-            }
-        }
-    }
+    pack_panels<kNR>(tb, B, ldb, j0, n, k0, kc, out);
 }
 
 /// The 8 x 32 tile: C(0..m, 0..n) = alpha * sum + (first ? beta * C : C); beta == 0 on the first K
