@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <initializer_list>
 #include <random>
 #include <vector>
 
@@ -18,6 +19,14 @@ using backend::Precision;
 namespace bf = backend::cpu::bf16;
 
 namespace {
+
+// Uniform [-1, 1) values into each vector in turn, from one generator (same draws as filling
+// them one after another).
+void fill_uniform(std::mt19937& g, std::initializer_list<std::vector<float>*> vs) {
+    std::uniform_real_distribution<float> d(-1.f, 1.f);
+    for (auto* v : vs)
+        for (auto& x : *v) x = d(g);
+}
 
 #define LCMAE_SKIP_WITHOUT_BF16()                                                                   \
     if (!backend::cpu_has_avx512_bf16()) {                                                          \
@@ -145,11 +154,8 @@ TEST_CASE("gemm bf16: the thread panel split (both directions) gives the single-
         const long K = 97, ld = 400;  // 300 x 90 x 97 > kGemmSplitMin: split along the longer side
         CAPTURE(M); CAPTURE(N);
         std::mt19937 g(7);
-        std::uniform_real_distribution<float> d(-1.f, 1.f);
         std::vector<float> A(M * ld), B(K * ld), C1(M * ld), C2;
-        for (auto& x : A) x = d(g);
-        for (auto& x : B) x = d(g);
-        for (auto& x : C1) x = d(g);
+        fill_uniform(g, {&A, &B, &C1});
         C2 = C1;
         ops::gemm(one, false, false, M, N, K, 0.75f, A.data(), ld, B.data(), ld, 0.5f, C1.data(), ld);
         ops::gemm(two, false, false, M, N, K, 0.75f, A.data(), ld, B.data(), ld, 0.5f, C2.data(), ld);
@@ -166,11 +172,8 @@ TEST_CASE("gemm_batched bf16: each problem of the batch within the bound") {
     const long M = 19, N = 23, K = 17, batch = 5, lda = K + 1, ldb = K + 2, ldc = N + 3;
     const long sA = M * lda + 4, sB = N * ldb + 1, sC = M * ldc + 2;
     std::mt19937 g(3);
-    std::uniform_real_distribution<float> d(-1.f, 1.f);
     std::vector<float> A(batch * sA), B(batch * sB), C(batch * sC), C0;
-    for (auto& x : A) x = d(g);
-    for (auto& x : B) x = d(g);
-    for (auto& x : C) x = d(g);
+    fill_uniform(g, {&A, &B, &C});
     C0 = C;
     ops::gemm_batched(ctx, false, true, M, N, K, 1.5f, A.data(), lda, sA, B.data(), ldb, sB, -1.f, C.data(), ldc,
                       sC, batch);

@@ -40,10 +40,12 @@ inline constexpr bool openblas_available =
     false;
 #endif
 
+inline const char* gemm_provider_name(GemmProvider p) noexcept {
+    return p == GemmProvider::OpenBlas ? "openblas" : "eigen";
+}
+
 /// The provider a program prefers: OpenBLAS where it was built in, else Eigen.
 inline constexpr GemmProvider default_gemm_provider = openblas_available ? GemmProvider::OpenBlas : GemmProvider::Eigen;
-
-inline const char* gemm_provider_name(GemmProvider p) noexcept;
 
 /// The provider a new context starts with: the environment variable LCMAE_GEMM (`eigen` or
 /// `openblas`) where it is set, so that a whole program or test suite can be run on either
@@ -59,10 +61,6 @@ inline GemmProvider initial_gemm_provider() {
     LCMAE_CHECK(openblas_available, "LCMAE_GEMM=openblas, but this program was built without OpenBLAS (link the "
                                     "lcmae::openblas CMake target; Debian: libopenblas-dev)");
     return GemmProvider::OpenBlas;
-}
-
-inline const char* gemm_provider_name(GemmProvider p) noexcept {
-    return p == GemmProvider::OpenBlas ? "openblas" : "eigen";
 }
 
 /// Makes the provider's own threading single-threaded (our panel split does the threading).
