@@ -9,6 +9,8 @@
 //          and with two checkpoints the per-rank difference B - A)
 //   lcmae analyze attention --ckpt A --image-index 3 --query 3,3 --query 1,5 --out att.png
 //       -> one row per query: the image, each head's last-block attention, their mean
+//   lcmae analyze attention --ckpt A --size 56 --query 7,7 --out att56.png
+//       -> the same at 56 px: the position table resampled from the 7 x 7 grid to 14 x 14
 //   lcmae analyze reconstruct --ckpt A --images 8 --out rec.png
 //       -> one row per image: original / masked / reconstruction / visible patches pasted
 //
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,6 +52,10 @@ const std::vector<cli::Option>& analyze_options() {
         {"--image-index", "I", "0", "the test image whose attention is drawn", Kind::Int, "attention"},
         {"--query", "R,C", "the centre patch", "a query patch (grid row, column); repeat for several", Kind::Text, "attention"},
         {"--cell", "PX", "168", "size of one map in the grid", Kind::Int, "attention"},
+        {"--size", "PX", "28 (the checkpoint's)",
+         "input size: a multiple of the patch size 4, at most 256; another size than the checkpoint's resamples its position "
+         "table to the new grid (bicubic, as timm) and resizes the image (cubic)",
+         Kind::Int, "attention"},
         {"--mask-ratio", "R", "0.75", "fraction of patches removed", Kind::Number, "reconstruct"},
         {"--decoder-heads", "H", "4", "the decoder's heads (the checkpoint's shapes give its width and depth)", Kind::Int, "reconstruct"},
         {"--no-norm-pix", "", "off", "the model predicts raw pixels (trained without norm_pix)", Kind::Flag, "reconstruct"},
@@ -82,6 +89,7 @@ void print_help(const std::string& scope) {
 struct Args {
     std::string analysis, ckpt, ckpt2, label = "A", label2 = "B", encoder = "online", out, data_dir = data::kFashionMnistDir;
     long images = 500, layer = 0, image_index = 0, cell = 168, batch = 64, decoder_heads = 4, scale = 4;
+    long size = 0;  // attention: the input size (0 = the checkpoint's)
     double mask_ratio = 0.75;
     bool norm_pix = true;
     int threads = 0;
@@ -89,10 +97,10 @@ struct Args {
     std::vector<analysis::Query> queries;
 };
 
-analysis::Query parse_query(const std::string& v, const std::string& help) {
+/// R,C on the grid of g x g patches (the grid of --size).
+analysis::Query parse_query(const std::string& v, long g, const std::string& help) {
     const auto comma = v.find(',');
     if (comma == std::string::npos) cli::usage_error("--query expects R,C (grid row and column, e.g. 3,3), got '" + v + "'", help);
-    const long g = apps::FashionMnistBackbone::dims().grid();
     return {static_cast<long>(cli::parse_int("--query R", v.substr(0, comma), 0, g - 1, help)),
             static_cast<long>(cli::parse_int("--query C", v.substr(comma + 1), 0, g - 1, help))};
 }
@@ -112,6 +120,7 @@ Args parse(int argc, char** argv) {
     const auto integer = [&](const std::string& n, const std::string& v, long lo, long hi = std::numeric_limits<long>::max()) {
         return static_cast<long>(cli::parse_int(n, v, lo, hi, help));
     };
+    std::vector<std::string> queries;  // parsed once --size (and so the grid) is known
     for (int i = 2; i < argc; ++i) {
         const auto [opt, v] = cli::next_option(analyze_options(), argc, argv, i, "lcmae analyze", a.analysis);
         const std::string n = opt->name;
@@ -128,8 +137,9 @@ Args parse(int argc, char** argv) {
         else if (n == "--images") a.images = integer(n, v, 2);
         else if (n == "--layer") a.layer = integer(n, v, 1, apps::FashionMnistBackbone::dims().depth);
         else if (n == "--image-index") a.image_index = integer(n, v, 0);
-        else if (n == "--query") a.queries.push_back(parse_query(v, help));
+        else if (n == "--query") queries.push_back(v);
         else if (n == "--cell") a.cell = integer(n, v, 8, 2048);
+        else if (n == "--size") a.size = integer(n, v, 1, 256);
         else if (n == "--mask-ratio") a.mask_ratio = cli::parse_number(n, v, help);
         else if (n == "--decoder-heads") a.decoder_heads = integer(n, v, 1, 1024);
         else if (n == "--no-norm-pix") a.norm_pix = false;
@@ -138,6 +148,12 @@ Args parse(int argc, char** argv) {
         else if (n == "--seed") a.seed = cli::parse_u64(n, v, help);
         else if (n == "--threads") a.threads = static_cast<int>(integer(n, v, 0, 1024));
     }
+    const vit::VitDims dims = apps::FashionMnistBackbone::dims();
+    if (a.size == 0) a.size = dims.image;
+    if (a.size % dims.patch != 0)
+        cli::usage_error("option --size expects a multiple of the patch size " + std::to_string(dims.patch) + ", got " + std::to_string(a.size),
+                         help);
+    for (const std::string& q : queries) a.queries.push_back(parse_query(q, a.size / dims.patch, help));
     if (a.ckpt.empty()) cli::usage_error("--ckpt FILE|random is required", help);
     if (a.mask_ratio <= 0 || a.mask_ratio >= 1)
         cli::usage_error("--mask-ratio expects a number in (0, 1), got " + std::to_string(a.mask_ratio), help);
@@ -199,16 +215,33 @@ int cmd_analyze(int argc, char** argv) {
     }
     if (a.analysis == "attention") {
         LCMAE_CHECK(a.image_index < long(ds->size()), "--image-index " << a.image_index << " is outside the " << ds->size() << " test images");
-        analysis::LayerProbe<> probe(ctx, dims, 1);
-        load(ctx, probe, a.ckpt, a);
-        std::vector<float> img(prep.floats());
+        analysis::LayerProbe<> trained(ctx, dims, 1);
+        load(ctx, trained, a.ckpt, a);
+        // another input size: the same weights, the position table resampled to the new grid, the
+        // image resized (cubic) to --size
+        vit::VitDims run_dims = dims;
+        run_dims.image = a.size;
+        std::unique_ptr<analysis::LayerProbe<>> resized;
+        if (run_dims.image != dims.image) {
+            resized = std::make_unique<analysis::LayerProbe<>>(ctx, run_dims, 1);
+            resized->resample_from(trained);
+            std::cout << "position table resampled from " << dims.grid() << "x" << dims.grid() << " to " << run_dims.grid() << "x"
+                      << run_dims.grid() << " (bicubic, antialiased) for " << run_dims.image << " px inputs (trained at " << dims.image
+                      << " px)\n";
+        }
+        analysis::LayerProbe<>& probe = resized ? *resized : trained;
+        eval::ImagePrep run_prep = prep;
+        run_prep.image = int(run_dims.image);
+        run_prep.resize = int(run_dims.image);  // the whole image resized, no centre crop
+        std::vector<float> img(run_prep.floats());
         const cv::Mat raw = ds->image(static_cast<std::size_t>(a.image_index));
-        prep(raw, img.data());
+        run_prep(raw, img.data());
         probe.forward(ctx, img.data(), 1);
-        const auto probs = probe.block_probs(ctx, dims.depth - 1);
+        const auto probs = probe.block_probs(ctx, run_dims.depth - 1);
+        const long G = run_dims.grid();
         std::vector<analysis::Query> q = a.queries;
-        if (q.empty()) q.push_back({dims.grid() / 2, dims.grid() / 2});
-        viz::write_png(a.out, analysis::attention_grid(raw, probs.data(), dims.heads, dims.grid(), q, int(a.cell)));
+        if (q.empty()) q.push_back({G / 2, G / 2});
+        viz::write_png(a.out, analysis::attention_grid(raw, probs.data(), run_dims.heads, G, q, int(a.cell)));
         written(a.out);
         return 0;
     }
