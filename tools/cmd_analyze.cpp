@@ -1,5 +1,6 @@
 // tools/cmd_analyze.cpp - `lcmae analyze`: the paper's analyses of pre-trained encoders (SPEC 5,
-// include/lcmae/analysis/), on the Fashion-MNIST test split with the main job's geometry.
+// include/lcmae/analysis/), on the test split of --data (Fashion-MNIST by default, CIFAR-10, or an
+// image folder with a test/ split) at the checkpoint's geometry.
 //
 //   lcmae analyze distance --ckpt mae/checkpoint.safetensors --label MAE
 //                          --ckpt2 lcmae/checkpoint.safetensors --label2 LC-MAE --images 500 --out dist
@@ -9,17 +10,22 @@
 //          and with two checkpoints the per-rank difference B - A)
 //   lcmae analyze attention --ckpt A --image-index 3 --query 3,3 --query 1,5 --out att.png
 //       -> one row per query: the image, each head's last-block attention, their mean
+//   lcmae analyze attention --ckpt A --size 56 --query 7,7 --out att56.png
+//       -> the same at 56 px: the position table resampled from the 7 x 7 grid to 14 x 14
 //   lcmae analyze reconstruct --ckpt A --images 8 --out rec.png
 //       -> one row per image: original / masked / reconstruction / visible patches pasted
 //
-// --ckpt random analyses SPEC 1's random initialisation (--seed). The encoder runs on host memory
-// of the CPU backend (analysis::LayerProbe keeps every block's activations).
+// --ckpt random analyses SPEC 1's random initialisation (--seed), at the geometry of the other
+// checkpoint file when one is given, else at the main job's geometry for the data (as `lcmae
+// eval`). The encoder runs on host memory of the CPU backend (analysis::LayerProbe keeps every
+// block's activations).
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,8 +34,10 @@
 #include "lcmae/analysis/attention_map.hpp"
 #include "lcmae/analysis/reconstruct.hpp"
 #include "lcmae/analysis/report.hpp"
+#include "lcmae/apps/checkpoint_dims.hpp"
 #include "lcmae/apps/main_job_models.hpp"
 #include "lcmae/data/idx.hpp"
+#include "lcmae/data/source.hpp"
 
 namespace lcmae::tools {
 namespace {
@@ -49,11 +57,17 @@ const std::vector<cli::Option>& analyze_options() {
         {"--image-index", "I", "0", "the test image whose attention is drawn", Kind::Int, "attention"},
         {"--query", "R,C", "the centre patch", "a query patch (grid row, column); repeat for several", Kind::Text, "attention"},
         {"--cell", "PX", "168", "size of one map in the grid", Kind::Int, "attention"},
+        {"--size", "PX", "the checkpoint's (28 for the main job)",
+         "input size: a multiple of the patch size (4 for the main job), at most 256; another size than the checkpoint's resamples "
+         "its position table to the new grid (bicubic, as timm) and resizes the image (cubic)",
+         Kind::Int, "attention"},
         {"--mask-ratio", "R", "0.75", "fraction of patches removed", Kind::Number, "reconstruct"},
         {"--decoder-heads", "H", "4", "the decoder's heads (the checkpoint's shapes give its width and depth)", Kind::Int, "reconstruct"},
         {"--no-norm-pix", "", "off", "the model predicts raw pixels (trained without norm_pix)", Kind::Flag, "reconstruct"},
         {"--scale", "K", "4", "upsampling of each image in the grid", Kind::Int, "reconstruct"},
         {"--out", "PREFIX|FILE.png", "(required)", "distance, spectrum: PREFIX.csv and PREFIX.png; attention, reconstruct: the PNG", Kind::Text, "all"},
+        {"--data", "fashion-mnist|cifar10:DIR|DIR", "fashion-mnist",
+         "the test split analysed: Fashion-MNIST, the CIFAR-10 binary batches, or a folder with a test/ split (as lcmae eval)", Kind::Text, "all"},
         {"--data-dir", "DIR", data::kFashionMnistDir, "where the Fashion-MNIST IDX files are", Kind::Text, "all"},
         {"--batch", "N", "64", "images per forward", Kind::Int, "all"},
         {"--seed", "S", "0", "seed of --ckpt random (--ckpt2 random: S + 1)", Kind::Int, "all"},
@@ -80,8 +94,12 @@ void print_help(const std::string& scope) {
 }
 
 struct Args {
-    std::string analysis, ckpt, ckpt2, label = "A", label2 = "B", encoder = "online", out, data_dir = data::kFashionMnistDir;
+    std::string analysis, ckpt, ckpt2, label = "A", label2 = "B", encoder = "online", out, data = "fashion-mnist",
+                data_dir = data::kFashionMnistDir;
     long images = 500, layer = 0, image_index = 0, cell = 168, batch = 64, decoder_heads = 4, scale = 4;
+    long size = 0;  // attention: the input size (0 = the checkpoint's)
+    std::string layer_text;                  // --layer, checked once the encoder's depth is known
+    std::vector<std::string> query_text;     // --query, checked once the grid (of --size) is known
     double mask_ratio = 0.75;
     bool norm_pix = true;
     int threads = 0;
@@ -89,10 +107,10 @@ struct Args {
     std::vector<analysis::Query> queries;
 };
 
-analysis::Query parse_query(const std::string& v, const std::string& help) {
+/// R,C on the grid of g x g patches (the grid of --size).
+analysis::Query parse_query(const std::string& v, long g, const std::string& help) {
     const auto comma = v.find(',');
     if (comma == std::string::npos) cli::usage_error("--query expects R,C (grid row and column, e.g. 3,3), got '" + v + "'", help);
-    const long g = apps::FashionMnistBackbone::dims().grid();
     return {static_cast<long>(cli::parse_int("--query R", v.substr(0, comma), 0, g - 1, help)),
             static_cast<long>(cli::parse_int("--query C", v.substr(comma + 1), 0, g - 1, help))};
 }
@@ -124,12 +142,14 @@ Args parse(int argc, char** argv) {
         else if (n == "--label2") a.label2 = v;
         else if (n == "--encoder") a.encoder = v;
         else if (n == "--out") a.out = v;
+        else if (n == "--data") a.data = v;
         else if (n == "--data-dir") a.data_dir = v;
         else if (n == "--images") a.images = integer(n, v, 2);
-        else if (n == "--layer") a.layer = integer(n, v, 1, apps::FashionMnistBackbone::dims().depth);
+        else if (n == "--layer") a.layer_text = v;
         else if (n == "--image-index") a.image_index = integer(n, v, 0);
-        else if (n == "--query") a.queries.push_back(parse_query(v, help));
+        else if (n == "--query") a.query_text.push_back(v);
         else if (n == "--cell") a.cell = integer(n, v, 8, 2048);
+        else if (n == "--size") a.size = integer(n, v, 1, 256);
         else if (n == "--mask-ratio") a.mask_ratio = cli::parse_number(n, v, help);
         else if (n == "--decoder-heads") a.decoder_heads = integer(n, v, 1, 1024);
         else if (n == "--no-norm-pix") a.norm_pix = false;
@@ -146,7 +166,49 @@ Args parse(int argc, char** argv) {
         cli::usage_error("--encoder expects online or target, got '" + a.encoder + "'", help);
     if (!a.ckpt2.empty() && a.label == a.label2)
         cli::usage_error("--label and --label2 must differ, both are '" + a.label + "'", help);
+    if (a.data.empty() || a.data == "cifar10:" ||
+        (a.data != "fashion-mnist" && a.data.rfind("cifar10:", 0) != 0 && !std::filesystem::is_directory(a.data)))
+        cli::usage_error("--data expects fashion-mnist, cifar10:DIR or a folder with a test/ split, got '" + a.data + "'" +
+                             (a.data.empty() || a.data == "cifar10:" ? "" : " (no such folder)"),
+                         help);
     return a;
+}
+
+std::string geometry(const vit::VitDims& d) {
+    return std::to_string(d.dim) + "x" + std::to_string(d.depth) + "x" + std::to_string(d.heads) + " patch " + std::to_string(d.patch) +
+           " image " + std::to_string(d.image) + " channels " + std::to_string(d.channels);
+}
+
+/// The encoder geometry analysed: the checkpoint file's own (--ckpt, else --ckpt2; two files must
+/// agree); with random weights only, the main job's preset at the data's geometry (as lcmae eval).
+vit::VitDims analysis_dims(const Args& a, const data::DataSource& src) {
+    vit::VitDims d{};
+    std::string from;
+    for (const std::string& c : {a.ckpt, a.ckpt2}) {
+        if (c.empty() || c == "random") continue;
+        const vit::VitDims cd = apps::checkpoint_encoder_dims(c, a.encoder == "target" ? "target." : "", src.image_size()).dims;
+        if (from.empty()) {
+            d = cd;
+            from = c;
+        } else {
+            LCMAE_CHECK(geometry(cd) == geometry(d), "--ckpt2 " << c << " holds an encoder of another geometry (" << geometry(cd)
+                                                                << ") than --ckpt " << from << " (" << geometry(d)
+                                                                << "); the comparison needs one geometry");
+        }
+    }
+    return from.empty() ? apps::tiny_dims(src.image_size(), src.channels()) : d;
+}
+
+/// The options that depend on the encoder (its depth, patch and grid): --layer, --size, --query.
+/// Usage errors (exit 2), checked before any data is read.
+void check_against(Args& a, const vit::VitDims& dims) {
+    const std::string help = "lcmae analyze " + a.analysis;
+    if (!a.layer_text.empty()) a.layer = static_cast<long>(cli::parse_int("--layer", a.layer_text, 1, dims.depth, help));
+    if (a.size == 0) a.size = dims.image;
+    if (a.size % dims.patch != 0)
+        cli::usage_error("option --size expects a multiple of the patch size " + std::to_string(dims.patch) + ", got " + std::to_string(a.size),
+                         help);
+    for (const std::string& q : a.query_text) a.queries.push_back(parse_query(q, a.size / dims.patch, help));
 }
 
 /// A probe holding --ckpt (or --ckpt2) or SPEC 1's random initialisation.
@@ -172,14 +234,22 @@ void written(const std::string& path) {
 }  // namespace
 
 int cmd_analyze(int argc, char** argv) {
-    const Args a = parse(argc, argv);
+    Args a = parse(argc, argv);
     const backend::Cpu ctx = a.threads > 0 ? backend::Cpu(a.threads) : backend::Cpu();
-    const vit::VitDims dims = apps::FashionMnistBackbone::dims();
-    const eval::ImagePrep prep{.image = int(dims.image), .channels = int(dims.channels), .norm = data::Normalization::fashion_mnist()};
-    // checkpoints are checked before the dataset is read
+    // checkpoints (and the options that depend on their encoder) are checked before the dataset is read
     for (const std::string& c : {a.ckpt, a.ckpt2})
         LCMAE_CHECK(c.empty() || c == "random" || std::filesystem::exists(c), "checkpoint file '" << c << "' does not exist");
-    const auto ds = data::load_fashion_mnist(false, a.data_dir);
+    const auto source = data::DataSource::parse(a.data, a.data_dir);
+    const vit::VitDims dims = analysis_dims(a, source);
+    check_against(a, dims);
+    const eval::ImagePrep prep{.image = int(dims.image), .channels = int(dims.channels), .norm = source.normalization()};
+    const auto ds = source.open(false);
+    if (!ds)
+        LCMAE_FAIL("--data " << a.data << " has no test split to analyse (a folder needs " << a.data << "/train and " << a.data
+                             << "/test, each with the same class sub-folders)");
+    if (dims.channels != source.channels())
+        std::printf("note: the encoder takes %ld channel(s) and the data has %d; images are converted (gray replicated, or RGB to luma)\n",
+                    dims.channels, source.channels());
 
     if (a.analysis == "reconstruct") {
         const long B = std::min<long>(a.images, long(ds->size()));
@@ -199,16 +269,33 @@ int cmd_analyze(int argc, char** argv) {
     }
     if (a.analysis == "attention") {
         LCMAE_CHECK(a.image_index < long(ds->size()), "--image-index " << a.image_index << " is outside the " << ds->size() << " test images");
-        analysis::LayerProbe<> probe(ctx, dims, 1);
-        load(ctx, probe, a.ckpt, a);
-        std::vector<float> img(prep.floats());
+        analysis::LayerProbe<> trained(ctx, dims, 1);
+        load(ctx, trained, a.ckpt, a);
+        // another input size: the same weights, the position table resampled to the new grid, the
+        // image resized (cubic) to --size
+        vit::VitDims run_dims = dims;
+        run_dims.image = a.size;
+        std::unique_ptr<analysis::LayerProbe<>> resized;
+        if (run_dims.image != dims.image) {
+            resized = std::make_unique<analysis::LayerProbe<>>(ctx, run_dims, 1);
+            resized->resample_from(trained);
+            std::cout << "position table resampled from " << dims.grid() << "x" << dims.grid() << " to " << run_dims.grid() << "x"
+                      << run_dims.grid() << " (bicubic, antialiased) for " << run_dims.image << " px inputs (trained at " << dims.image
+                      << " px)\n";
+        }
+        analysis::LayerProbe<>& probe = resized ? *resized : trained;
+        eval::ImagePrep run_prep = prep;
+        run_prep.image = int(run_dims.image);
+        run_prep.resize = int(run_dims.image);  // the whole image resized, no centre crop
+        std::vector<float> img(run_prep.floats());
         const cv::Mat raw = ds->image(static_cast<std::size_t>(a.image_index));
-        prep(raw, img.data());
+        run_prep(raw, img.data());
         probe.forward(ctx, img.data(), 1);
-        const auto probs = probe.block_probs(ctx, dims.depth - 1);
+        const auto probs = probe.block_probs(ctx, run_dims.depth - 1);
+        const long G = run_dims.grid();
         std::vector<analysis::Query> q = a.queries;
-        if (q.empty()) q.push_back({dims.grid() / 2, dims.grid() / 2});
-        viz::write_png(a.out, analysis::attention_grid(raw, probs.data(), dims.heads, dims.grid(), q, int(a.cell)));
+        if (q.empty()) q.push_back({G / 2, G / 2});
+        viz::write_png(a.out, analysis::attention_grid(raw, probs.data(), run_dims.heads, G, q, int(a.cell)));
         written(a.out);
         return 0;
     }

@@ -182,6 +182,76 @@ TEST_CASE("attention maps: a row of the mean map is the mean of the heads' rows;
                          doctest::Contains("query patch (3, 0) is outside the 3 x 3 grid"), Error);
 }
 
+namespace {
+/// A kTiny probe with random weights (seed) and a position table that is not the sin-cos one (as
+/// an imported checkpoint's), so a resampled encoder that kept its own table differs.
+void init_with_own_table(const backend::Cpu& ctx, analysis::LayerProbe<>& probe, std::uint64_t seed) {
+    probe.encoder().init_random(ctx, seed);
+    std::vector<float> pos = probe.encoder().encoder().pos_embed();
+    Rng r(seed, 77);
+    for (float& v : pos) v += 0.5f * (r.uniform() - 0.5f);
+    probe.encoder().encoder().set_pos_embed(std::move(pos));
+}
+}  // namespace
+
+TEST_CASE("another input size: resampled at the trained grid, the encoder's attention is the original's, bit for bit") {
+    const backend::Cpu ctx(2);
+    const auto ds = test::toy_images(1, 12);
+    analysis::LayerProbe<> trained(ctx, kTiny, 1), same(ctx, kTiny, 1);
+    init_with_own_table(ctx, trained, 11);
+    same.resample_from(trained);
+    CHECK(same.encoder().encoder().pos_embed() == trained.encoder().encoder().pos_embed());
+    std::vector<float> img(kPrep.floats());
+    kPrep(ds->image(0), img.data());
+    trained.forward(ctx, img.data(), 1);
+    same.forward(ctx, img.data(), 1);
+    for (long l = 0; l < kTiny.depth; ++l) {
+        CHECK(same.block_probs(ctx, l) == trained.block_probs(ctx, l));
+        CHECK(same.block_output(ctx, l) == trained.block_output(ctx, l));
+    }
+}
+
+TEST_CASE("another input size: twice the size has the resampled table, the same weights, and attention rows that sum to one") {
+    const backend::Cpu ctx(2);
+    const auto ds = test::toy_images(1, 12);
+    analysis::LayerProbe<> trained(ctx, kTiny, 1);
+    init_with_own_table(ctx, trained, 12);
+    vit::VitDims big_dims = kTiny;
+    big_dims.image = 24;  // G' = 6, N' = 37
+    analysis::LayerProbe<> big(ctx, big_dims, 1);
+    big.resample_from(trained);
+    const std::vector<float>& table = big.encoder().encoder().pos_embed();
+    REQUIRE(table.size() == std::size_t(37 * 16));
+    CHECK(table == nn::resample_abs_pos_embed(trained.encoder().encoder().pos_embed(), 16, 3, 3, 6, 6));
+    CHECK(table != nn::sincos_pos_embed_2d<float>(16, 6));
+    for (long k = 0; k < 16; ++k) CHECK(table[std::size_t(k)] == trained.encoder().encoder().pos_embed()[std::size_t(k)]);  // CLS row kept
+    CHECK(big.encoder().params().values().size() == trained.encoder().params().values().size());
+    for (std::size_t i = 0; i < big.encoder().params().values().size(); ++i)
+        REQUIRE(big.encoder().params().values()[i] == trained.encoder().params().values()[i]);
+
+    eval::ImagePrep prep = kPrep;
+    prep.image = prep.resize = 24;
+    std::vector<float> img(prep.floats());
+    prep(ds->image(0), img.data());
+    big.forward(ctx, img.data(), 1);
+    const long N = 37;
+    const auto p = big.block_probs(ctx, kTiny.depth - 1);
+    REQUIRE(p.size() == std::size_t(kTiny.heads * N * N));
+    for (long row = 0; row < kTiny.heads * N; ++row) {
+        double sum = 0;
+        for (long j = 0; j < N; ++j) sum += p[static_cast<std::size_t>(row * N + j)];
+        CHECK(sum == doctest::Approx(1.0).epsilon(1e-5));
+    }
+    const cv::Mat g = analysis::attention_grid(ds->image(0), p.data(), kTiny.heads, 6, {{5, 5}, {0, 3}}, 48);
+    CHECK(g.rows == 2 * 48);
+    CHECK(g.cols == (kTiny.heads + 2) * 48);
+
+    vit::VitDims wider = big_dims;
+    wider.dim = 32;
+    analysis::LayerProbe<> other(ctx, wider, 1);
+    CHECK_THROWS_WITH_AS(other.resample_from(trained), doctest::Contains("differ in more than the image size (width 16 -> 32"), Error);
+}
+
 TEST_CASE("reconstruction: visible patches are the original, masked ones the prediction; the grid has 4 columns per image") {
     const backend::Cpu ctx(2);
     const auto ds = test::toy_images(3, 12);

@@ -9,6 +9,13 @@
 //   probe.encoder().load(ctx, "checkpoint.safetensors");        // or init_random(ctx, seed)
 //   analysis::LayerStats s = probe.run(ctx, *test_ds, prep, 500);
 //   // s.features (depth, n, D); s.distance.at(layer, head) in pixels
+//
+// At another input size (the paper draws its attention maps larger than pre-training): a probe
+// built for the new image size takes the trained probe's encoder with its position table
+// resampled to the new grid (resample_from, timm's resample_abs_pos_embed):
+//
+//   analysis::LayerProbe<> big(ctx, vit::VitDims{...dims, .image = 56}, 1);
+//   big.resample_from(probe);                                    // 7 x 7 table -> 14 x 14
 #pragma once
 
 #include <algorithm>
@@ -17,6 +24,7 @@
 
 #include "lcmae/analysis/distance.hpp"
 #include "lcmae/eval/features.hpp"
+#include "lcmae/nn/pos_embed.hpp"
 
 namespace lcmae::analysis {
 
@@ -40,6 +48,24 @@ public:
 
     eval::FrozenEncoder<float, Backend>& encoder() noexcept { return enc_; }
     const vit::VitDims& dims() const noexcept { return enc_.dims(); }
+
+    /// Takes src's encoder for this probe's input size: the same parameters (the patch embedding
+    /// and the blocks do not depend on the grid, so every shape agrees) and src's position table
+    /// (1 + G^2, D) resampled to this probe's grid G' with nn::resample_abs_pos_embed (bicubic,
+    /// antialiased, the CLS row kept; the same grid keeps the table unchanged). Host backends.
+    void resample_from(LayerProbe& src)
+        requires Backend::host_memory
+    {
+        const vit::VitDims &d = dims(), &s = src.dims();
+        LCMAE_CHECK(d.dim == s.dim && d.depth == s.depth && d.heads == s.heads && d.patch == s.patch && d.channels == s.channels &&
+                        d.mlp_ratio == s.mlp_ratio,
+                    "LayerProbe::resample_from: the encoders differ in more than the image size (width "
+                        << s.dim << " -> " << d.dim << ", depth " << s.depth << " -> " << d.depth << ", heads " << s.heads << " -> "
+                        << d.heads << ", patch " << s.patch << " -> " << d.patch << ", channels " << s.channels << " -> " << d.channels << ")");
+        enc_.copy_from(src.encoder().params());
+        enc_.encoder().set_pos_embed(
+            nn::resample_abs_pos_embed(src.encoder().encoder().pos_embed(), s.dim, s.grid(), s.grid(), d.grid(), d.grid()));
+    }
 
     /// Forward on B prepared images (host, normalised CHW); afterwards block_probs / block_output
     /// read the blocks' activations.
