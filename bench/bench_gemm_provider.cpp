@@ -9,6 +9,9 @@
 //   dec    decoder, one view:                  B x 65 = 4160 tokens, 128 wide
 //   head   projector / predictor layers:       2B = 128 rows, hidden 4096
 //   att17 / att65   one head's products (head dim 64) over 17 and 65 tokens
+// and the whole attention op (ops::attention_forward / _backward, which run those products per
+// (sequence, head) through ops::gemm): 128 sequences x 3 heads of 17 tokens (the online encoder's
+// two masked views, forward and backward) and of 65 tokens (the target's two full views, forward).
 //
 //   ./build/bench/bench_gemm_provider --benchmark_counters_tabular=true
 // Counter GFLOP/s = 2 M N K per second. Compare providers only within one run (bench/README.md).
@@ -62,6 +65,30 @@ void BM_gemm(benchmark::State& st) {
     st.counters["GFLOP/s"] = benchmark::Counter(2.0 * s.M * s.N * s.K / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// args: tokens N, provider (0 Eigen, 1 OpenBLAS), threads, with backward (0/1). Counter GFLOP/s
+// counts the products only: 2 per forward (Q K^T, P V), 4 more per backward, 2 N N hd FLOP each.
+void BM_attention(benchmark::State& st) {
+    const long B = 128, H = 3, hd = 64, N = st.range(0), D = H * hd;
+    const bool backward = st.range(3) != 0;
+    const auto provider = st.range(1) ? backend::cpu::GemmProvider::OpenBlas : backend::cpu::GemmProvider::Eigen;
+    backend::Cpu ctx(int(st.range(2)));
+    ctx.set_gemm_provider(provider);
+    std::vector<float> qkv(B * N * 3 * D), P(B * H * N * N), out(B * N * D), dout(B * N * D), dqkv(qkv.size()),
+        scratch(P.size());
+    for (std::size_t i = 0; i < qkv.size(); ++i) qkv[i] = float(i % 13) * 0.01f - 0.06f;
+    for (std::size_t i = 0; i < dout.size(); ++i) dout[i] = float(i % 7) * 0.02f - 0.06f;
+    for (auto _ : st) {
+        ops::attention_forward(ctx, B, N, H, hd, qkv.data(), P.data(), out.data());
+        if (backward) ops::attention_backward(ctx, B, N, H, hd, qkv.data(), P.data(), dout.data(), dqkv.data(), scratch.data());
+        benchmark::DoNotOptimize(out.data());
+        benchmark::DoNotOptimize(dqkv.data());
+    }
+    st.SetLabel(std::string("attention N ") + std::to_string(N) + (backward ? " fwd+bwd " : " fwd ") +
+                backend::cpu::gemm_provider_name(provider));
+    st.counters["GFLOP/s"] = benchmark::Counter((backward ? 6.0 : 2.0) * 2.0 * B * H * N * N * hd / 1e9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // The machine's FMA peak: 12 independent chains of a*b+c on the widest vectors the compiler
 // targets (64-byte GCC vectors: one AVX-512 FMA, or two AVX2 FMAs, per multiply-add), per thread,
 // 2 FLOP per lane. 12 chains cover the FMA latency (4 cycles) times its issue rate (2 per cycle)
@@ -97,6 +124,14 @@ void register_all() {
                 benchmark::RegisterBenchmark((std::string("gemm/") + shapes()[std::size_t(i)].name).c_str(), BM_gemm)
                     ->Args({i, p, threads})
                     ->ArgNames({"shape", "openblas", "threads"})
+                    ->UseRealTime()
+                    ->MinTime(0.3);
+    for (auto [N, backward] : {std::pair{17L, 1L}, std::pair{65L, 0L}})
+        for (int threads : {1, 2})
+            for (long p = 0; p <= (backend::cpu::openblas_available ? 1 : 0); ++p)
+                benchmark::RegisterBenchmark("attention", BM_attention)
+                    ->Args({N, p, threads, backward})
+                    ->ArgNames({"tokens", "openblas", "threads", "backward"})
                     ->UseRealTime()
                     ->MinTime(0.3);
 }

@@ -1,14 +1,15 @@
 // lcmae/backend/cpu/attention.hpp - softmax and multi-head self-attention forward/backward
-// (contracts in ops.hpp). Parallel over (batch x heads); the small per-head GEMMs run
-// single-threaded inside, through Eigen maps with the qkv row stride.
+// (contracts in ops.hpp). Parallel over (batch x heads); the small per-head products run
+// single-threaded inside, through ops::gemm with the qkv row stride, so they take the context's
+// GEMM provider and precision like every other product (OpenBLAS, or BF16 operands).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 
 #include "lcmae/backend/cpu.hpp"
-#include "lcmae/backend/cpu/eigen_maps.hpp"
 #include "lcmae/backend/cpu/elementwise.hpp"
+#include "lcmae/backend/cpu/gemm.hpp"
 
 namespace lcmae::ops {
 
@@ -17,6 +18,13 @@ template <class T>
 inline void softmax_row(long cols, const T* x, T* y) {
     T mx = x[0];
     for (long c = 1; c < cols; ++c) mx = std::max(mx, x[c]);
+    if constexpr (std::is_same_v<T, float>) {
+        // Eigen's vectorised exp (libm's scalar expf made the softmax most of the attention's time)
+        Eigen::Map<Eigen::ArrayXf> yv(y, cols);
+        yv = (Eigen::Map<const Eigen::ArrayXf>(x, cols) - mx).exp();
+        yv *= 1.0f / yv.sum();
+        return;
+    }
     T s = 0;
     for (long c = 0; c < cols; ++c) {
         y[c] = std::exp(x[c] - mx);
@@ -37,22 +45,17 @@ inline void softmax_rows(const backend::Cpu& ctx, long rows, long cols, const T*
 template <class T>
 inline void attention_forward(const backend::Cpu& ctx, long B, long N, long H, long hd, const T* qkv,
                               T* P, T* out) {
-    using backend::cpu::map_rm;
     const long D = H * hd, ld = 3 * D;
     const T scale = T(1) / std::sqrt(T(hd));
+    // gemm() sees it is inside a parallel region and runs each product single-threaded
 #pragma omp parallel for schedule(static) num_threads(ctx.threads())
     for (long bh = 0; bh < B * H; ++bh) {
         const long b = bh / H, h = bh % H;
-        const T* q = qkv + b * N * ld + h * hd;
-        auto Q = map_rm(q, N, hd, ld);
-        auto K = map_rm(q + D, N, hd, ld);
-        auto V = map_rm(q + 2 * D, N, hd, ld);
+        const T* q = qkv + b * N * ld + h * hd;  // K at +D, V at +2D, rows ld apart
         T* p = P + bh * N * N;
-        auto S = map_rm(p, N, N, N);
-        S.noalias() = scale * Q * K.transpose();
+        gemm(ctx, false, true, N, N, hd, scale, q, ld, q + D, ld, T(0), p, N);  // S = scale Q K^T
         for (long i = 0; i < N; ++i) detail::softmax_row(N, p + i * N, p + i * N);
-        auto O = map_rm(out + b * N * D + h * hd, N, hd, D);
-        O.noalias() = S * V;
+        gemm(ctx, false, false, N, hd, N, T(1), p, N, q + 2 * D, ld, T(0), out + b * N * D + h * hd, D);  // O = P V
     }
 }
 
@@ -61,34 +64,27 @@ inline void attention_forward(const backend::Cpu& ctx, long B, long N, long H, l
 template <class T>
 inline void attention_backward(const backend::Cpu& ctx, long B, long N, long H, long hd, const T* qkv,
                                const T* P, const T* dout, T* dqkv, T* scratch) {
-    using backend::cpu::map_rm;
     const long D = H * hd, ld = 3 * D;
     const T scale = T(1) / std::sqrt(T(hd));
 #pragma omp parallel for schedule(static) num_threads(ctx.threads())
     for (long bh = 0; bh < B * H; ++bh) {
         const long b = bh / H, h = bh % H;
         const long off = b * N * ld + h * hd;
-        auto Q = map_rm(qkv + off, N, hd, ld);
-        auto K = map_rm(qkv + off + D, N, hd, ld);
-        auto V = map_rm(qkv + off + 2 * D, N, hd, ld);
-        auto dQ = map_rm(dqkv + off, N, hd, ld);
-        auto dK = map_rm(dqkv + off + D, N, hd, ld);
-        auto dV = map_rm(dqkv + off + 2 * D, N, hd, ld);
+        const T *Q = qkv + off, *K = Q + D, *V = Q + 2 * D;
+        T *dQ = dqkv + off, *dK = dQ + D, *dV = dQ + 2 * D;
         const T* p = P + bh * N * N;
-        auto Pm = map_rm(p, N, N, N);
-        auto dO = map_rm(dout + b * N * D + h * hd, N, hd, D);
+        const T* dO = dout + b * N * D + h * hd;
         T* ds = scratch + bh * N * N;
-        auto dS = map_rm(ds, N, N, N);
-        dV.noalias() = Pm.transpose() * dO;
-        dS.noalias() = dO * V.transpose();  // dP
+        gemm(ctx, true, false, N, hd, N, T(1), p, N, dO, D, T(0), dV, ld);   // dV = P^T dO
+        gemm(ctx, false, true, N, N, hd, T(1), dO, D, V, ld, T(0), ds, N);   // dP = dO V^T
         // softmax backward: dS = P * (dP - rowsum(dP * P)), then the 1/sqrt(hd) scale
         for (long i = 0; i < N; ++i) {
             T dot = 0;
             for (long j = 0; j < N; ++j) dot += ds[i * N + j] * p[i * N + j];
             for (long j = 0; j < N; ++j) ds[i * N + j] = p[i * N + j] * (ds[i * N + j] - dot) * scale;
         }
-        dQ.noalias() = dS * K;
-        dK.noalias() = dS.transpose() * Q;
+        gemm(ctx, false, false, N, hd, N, T(1), ds, N, K, ld, T(0), dQ, ld);  // dQ = dS K
+        gemm(ctx, true, false, N, hd, N, T(1), ds, N, Q, ld, T(0), dK, ld);   // dK = dS^T Q
     }
 }
 
