@@ -8,9 +8,11 @@
 #include <exception>
 
 #include "commands.hpp"
+#include "lcmae/backend/cpu/omp_wait.hpp"
 #include "lcmae/core/error.hpp"
 
 int main(int argc, char** argv) try {
+    lcmae::backend::cpu::prefer_passive_omp_wait(argv);  // re-executes itself once (omp_wait.hpp)
     return lcmae::tools::cmd_pretrain(argc, argv);
 } catch (const lcmae::Error& e) {
     std::fflush(stdout);

@@ -46,6 +46,7 @@
 #include "lcmae/apps/run_log.hpp"
 #include "lcmae/apps/run_spec.hpp"
 #include "lcmae/apps/timm_transfer.hpp"
+#include "lcmae/backend/cpu/omp_wait.hpp"
 #include "lcmae/data/loader.hpp"
 #include "lcmae/eval/features.hpp"
 #include "lcmae/eval/knn.hpp"
@@ -442,12 +443,12 @@ int train_loop(const Args& a, const backend::Cpu& ctx, models::ModelSpec spec, b
         std::printf("%s: %d ranks (%s), --batch %ld per rank: global batch %ld\n", prog.c_str(), comm.world(), Comm::name,
                     a.batch, a.batch * comm.world());
     if (lead) std::printf("%s: %s, %s, %zu images, %lld batches of %ld per epoch (x%ld per step); ViT D %ld depth %ld heads %ld, %ld px / "
-                "patch %ld; loss %s, crop %s, mask ratio %.2f, alpha %.2f; %d threads, GEMM %s %s\n",
+                "patch %ld; loss %s, crop %s, mask ratio %.2f, alpha %.2f; %d threads (OpenMP waits: %s), GEMM %s %s\n",
                 prog.c_str(), a.method.c_str(), is_fashion_mnist(a) ? "Fashion-MNIST" : a.data.c_str(), ds->size(), (long long)ipe,
                 a.batch, a.accum, spec.encoder.dim, spec.encoder.depth, spec.encoder.heads, spec.encoder.image, spec.encoder.patch,
                 a.method == "mae" ? "none" : a.loss.c_str(), std::string(Crop::name).c_str(),
                 a.method == "lc-simmim" ? spec.simmim_mask_ratio : spec.mask_ratio, spec.alpha, ctx.threads(),
-                backend::precision_name(ctx.precision()),
+                backend::cpu::omp_wait_description().c_str(), backend::precision_name(ctx.precision()),
                 ctx.precision() == backend::Precision::Bf16 ? "(own AVX512-BF16 kernel)"
                                                             : backend::cpu::gemm_provider_name(ctx.gemm_provider()));
     models::LcmaeModel<float> model(spec, seed);  // what LCMAE<...>(RunConfig) builds

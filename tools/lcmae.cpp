@@ -17,6 +17,7 @@
 
 #include "cli/options.hpp"
 #include "commands.hpp"
+#include "lcmae/backend/cpu/omp_wait.hpp"
 #include "lcmae/core/error.hpp"
 
 namespace {
@@ -38,6 +39,7 @@ const char* const kHelp =
 
 int main(int argc, char** argv) try {
     using namespace lcmae;
+    backend::cpu::prefer_passive_omp_wait(argv);  // re-executes itself once (omp_wait.hpp says why)
     if (argc < 2) cli::usage_error("no command given (expected pretrain, eval, export, import, plot or analyze)");
     const std::string cmd = argv[1];
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {

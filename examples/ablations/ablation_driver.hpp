@@ -42,6 +42,7 @@
 #include "lcmae/apps/data_source.hpp"
 #include "lcmae/apps/main_job_models.hpp"
 #include "lcmae/apps/run_spec.hpp"
+#include "lcmae/backend/cpu/omp_wait.hpp"
 #include "lcmae/data/loader.hpp"
 #include "lcmae/eval/features.hpp"
 #include "lcmae/eval/knn.hpp"
@@ -473,6 +474,7 @@ std::string markdown_table(const Flags& f, const std::filesystem::path& out, con
 /// Fashion-MNIST, 32 px RGB for CIFAR-10).
 template <template <class> class Table>
 int run_table(int argc, char** argv) try {
+    backend::cpu::prefer_passive_omp_wait(argv);  // re-executes itself once (omp_wait.hpp says why)
     using FashionTable = Table<apps::FashionMnistBackbone>;
     const Flags f = parse_flags(argc, argv, std::string("Table ") + std::string(FashionTable::id) + " of the paper, " + std::string(FashionTable::title));
     const auto go = [&]<class T>(T*) -> int {
