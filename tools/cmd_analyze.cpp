@@ -191,7 +191,7 @@ vit::VitDims analysis_dims(const Args& a, const data::DataSource& src) {
             d = cd;
             from = c;
         } else {
-            LCMAE_CHECK(geometry(cd) == geometry(d), "--ckpt2 " << c << " holds an encoder of another geometry (" << geometry(cd)
+            LCMAE_CHECK(cd == d, "--ckpt2 " << c << " holds an encoder of another geometry (" << geometry(cd)
                                                                 << ") than --ckpt " << from << " (" << geometry(d)
                                                                 << "); the comparison needs one geometry");
         }

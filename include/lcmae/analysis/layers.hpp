@@ -57,8 +57,9 @@ public:
         requires Backend::host_memory
     {
         const vit::VitDims &d = dims(), &s = src.dims();
-        LCMAE_CHECK(d.dim == s.dim && d.depth == s.depth && d.heads == s.heads && d.patch == s.patch && d.channels == s.channels &&
-                        d.mlp_ratio == s.mlp_ratio,
+        vit::VitDims s_at_d = s;  // src's encoder at this probe's image size
+        s_at_d.image = d.image;
+        LCMAE_CHECK(s_at_d == d,
                     "LayerProbe::resample_from: the encoders differ in more than the image size (width "
                         << s.dim << " -> " << d.dim << ", depth " << s.depth << " -> " << d.depth << ", heads " << s.heads << " -> "
                         << d.heads << ", patch " << s.patch << " -> " << d.patch << ", channels " << s.channels << " -> " << d.channels << ")");

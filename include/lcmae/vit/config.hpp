@@ -17,6 +17,7 @@ struct VitDims {
     constexpr long patch_dim() const { return channels * patch * patch; }
     constexpr long head_dim() const { return dim / heads; }
     constexpr long mlp_hidden() const { return dim * mlp_ratio; }
+    constexpr bool operator==(const VitDims&) const = default;
 };
 
 template <int Dim, int Depth, int Heads, int Patch, int Image, int Channels>
