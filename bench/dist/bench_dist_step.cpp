@@ -5,6 +5,10 @@
 // global images/s and the seconds per step spent in the gradient all-reduce and in all collectives
 // (gradient, SyncBN sums, losses), averaged over ranks; these include waiting for the slower rank.
 // Then the gradient all-reduce alone (ranks aligned by a barrier first), the transfer's own cost.
+// With the overlapped all-reduce (the default; LCMAE_DIST_OVERLAP=0 turns it off, and
+// LCMAE_DIST_BUCKET_MB sets its buckets) it also prints how many buckets started inside the
+// backward and the gradient all-reduce's seconds inside the backward (issuing and polling) and
+// after it (the exposed part).
 //
 //   mpirun -np 2 --oversubscribe build/bench/dist/bench_dist_step --threads 1   # 2 ranks x 1 thread
 //   build/bench/dist/bench_dist_step --threads 2                                 # 1 rank x 2 threads
@@ -52,13 +56,18 @@ void run(const Comm& comm, const dist::Mpi& mpi, int threads, long global_batch,
     for (auto& v : v2) v = float(r.normal());
     for (int i = 0; i < warmup; ++i) tr.micro_batch(ctx, v1.data(), v2.data(), b);
     mpi.barrier("bench start");
+    const auto* sync = dynamic_cast<const dist::MpiGradientSync<float>*>(tr.gradient_sync());
     const double ar0 = mpi.allreduce_seconds(), co0 = mpi.collective_seconds();
+    const double in0 = sync ? sync->seconds_in_backward() : 0, after0 = sync ? sync->seconds_after_backward() : 0;
+    const long ov0 = sync ? sync->buckets_overlapped() : 0, tot0 = sync ? sync->buckets_total() : 0;
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < steps; ++i) tr.micro_batch(ctx, v1.data(), v2.data(), b);
     mpi.barrier("bench end");
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double t[2] = {mpi.allreduce_seconds() - ar0, mpi.collective_seconds() - co0};
-    mpi.allreduce_sum_host(t, 2, "bench timings");
+    double t[4] = {mpi.allreduce_seconds() - ar0, mpi.collective_seconds() - co0,
+                   sync ? sync->seconds_in_backward() - in0 : 0, sync ? sync->seconds_after_backward() - after0 : 0};
+    mpi.allreduce_sum_host(t, 4, "bench timings");
+    const long overlapped = sync ? sync->buckets_overlapped() - ov0 : 0, buckets = sync ? sync->buckets_total() - tot0 : 0;
     // the all-reduce alone: the same arena, ranks aligned by a barrier before each call, so the
     // time is the transfer and the sum, without the wait for a slower rank that the step includes
     double alone = 0;
@@ -78,9 +87,13 @@ void run(const Comm& comm, const dist::Mpi& mpi, int threads, long global_batch,
         const double grad_mb = double(model.params().grads().size()) * sizeof(float) / 1e6;
         std::printf("{\"ranks\": %d, \"threads_per_rank\": %d, \"global_batch\": %ld, \"steps\": %d, \"s_per_step\": %.4f, "
                     "\"images_per_s\": %.1f, \"grad_allreduce_s_per_step\": %.5f, \"all_collectives_s_per_step\": %.5f, "
-                    "\"gradient_MB\": %.1f, \"allreduce_alone_s\": %.5f}\n",
+                    "\"gradient_MB\": %.1f, \"allreduce_alone_s\": %.5f, \"overlap\": %d, \"bucket_MB\": %.2f, "
+                    "\"buckets_per_step\": %.1f, \"buckets_started_in_backward_per_step\": %.1f, "
+                    "\"grad_s_in_backward_per_step\": %.5f, \"grad_s_after_backward_per_step\": %.5f}\n",
                     W, threads, global_batch, steps, secs / steps, double(global_batch) * steps / secs,
-                    t[0] / W / steps, t[1] / W / steps, grad_mb, alone);
+                    t[0] / W / steps, t[1] / W / steps, grad_mb, alone, sync ? 1 : 0,
+                    double(mpi.options().bucket_bytes) / double(1 << 20), double(buckets) / steps, double(overlapped) / steps,
+                    t[2] / W / steps, t[3] / W / steps);
     }
 }
 }  // namespace

@@ -2,7 +2,9 @@
 // the NCCL unique id travels by MPI, the gradient all-reduce (ncclAvg) and the broadcast run on the
 // compute stream and leave the data as one rank must (mean over one rank = itself), SyncBatchNorm's
 // sum goes through NCCL, and the four SyncBatchNorm CUDA ops give BatchNorm's train-mode forward
-// and backward as a plain double reference computes them. Skips without a CUDA device.
+// and backward as a plain double reference computes them, and the overlapped bucketed gradient mean
+// (NcclGradientSync on a second stream, events from the compute stream) trains a GPU model to the
+// same bits as the whole-arena all-reduce. Skips without a CUDA device.
 // Run: test_nccl (an MPI singleton) or mpirun -np 1 test_nccl.
 #include <doctest/doctest.h>
 
@@ -12,6 +14,8 @@
 #include "lcmae/backend/cuda.cuh"
 #include "lcmae/core/rng.hpp"
 #include "lcmae/dist/nccl.cuh"
+#include "lcmae/models/lcmae_model.hpp"
+#include "lcmae/train/trainer.hpp"
 
 using namespace lcmae;
 
@@ -130,4 +134,48 @@ TEST_CASE("SyncBatchNorm's CUDA ops equal BatchNorm (train mode) in double arith
     rel(y, ym); rel(m2, mean); rel(s2, rstd); rel(rm2, rm); rel(rv2, rv); rel(dx2, dx); rel(dg2, dg); rel(db2, db);
     MESSAGE("SyncBatchNorm CUDA ops vs the double reference: max rel " << e);
     CHECK(e <= 1e-12);  // one-pass variance (sums of squares) vs two-pass: a few ulps on these data
+}
+
+TEST_CASE("dist::Nccl: the overlapped gradient mean trains to the same bits as the whole-arena all-reduce") {
+    if (!have_gpu()) return;
+    dist::MpiOptions off;
+    off.overlap = false;
+    const dist::Mpi mpi, mpi_off(off);
+    backend::Cuda gpu(dist::device_for_local_rank(mpi.local_rank()));
+    LCMAE_CUDA_CHECK(cudaSetDevice(gpu.device()));
+    const dist::Nccl overlapped(mpi, 1024), whole(mpi_off);  // 1 KiB buckets: many per backward
+    models::ModelSpec spec;
+    spec.encoder = vit::VitDims{32, 3, 2, 4, 16, 3, 4};
+    spec.decoder = models::DecoderDims{16, 1, 2};
+    spec.head_hidden = 48;
+    spec.loss = models::GuidanceLoss::Cosine;
+    spec.max_batch = 4;
+    train::TrainConfig cfg;
+    cfg.batch = 4;
+    cfg.accumulation = 2;
+    cfg.epochs = 2;
+    cfg.max_grad_norm = 1.0;
+    models::LcmaeModel<float, backend::Cuda> a(gpu, spec, 3), b(gpu, spec, 3);
+    train::Trainer<float, backend::Cuda, dist::Nccl> ta(gpu, a, cfg, 4, overlapped), tb(gpu, b, cfg, 4, whole);
+    REQUIRE(ta.gradient_sync() != nullptr);
+    CHECK(tb.gradient_sync() == nullptr);
+    std::vector<float> v1(4 * 3 * 16 * 16), v2(v1.size());
+    for (int m = 0; m < 6; ++m) {
+        Rng r(9, std::uint64_t(m));
+        for (auto& x : v1) x = float(r.uniform(-1, 1));
+        for (auto& x : v2) x = float(r.uniform(-1, 1));
+        ta.micro_batch(gpu, v1.data(), v2.data(), 4);
+        tb.micro_batch(gpu, v1.data(), v2.data(), 4);
+    }
+    gpu.check_errors();
+    const auto* sync = ta.gradient_sync();
+    MESSAGE(sync->buckets_overlapped() << " of " << sync->buckets_total() << " buckets started inside the backward");
+    CHECK(sync->buckets_overlapped() * 2 > sync->buckets_total());
+    const auto host = [&](const auto& buf) {
+        std::vector<float> h(buf.size());
+        ops::download(gpu, long(buf.size()), buf.data(), h.data());
+        return h;
+    };
+    CHECK(host(a.params().values()) == host(b.params().values()));
+    CHECK(host(a.target_params().values()) == host(b.target_params().values()));
 }

@@ -14,7 +14,9 @@
 // worst cases are in tests/README.md, and the tolerances sit a small margin above.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -209,6 +211,58 @@ TEST_CASE_TEMPLATE("2 ranks at batch b train as 1 process at batch 2b", T, doubl
         check_gradients<T>(kind);
         check_equivalence<T>(kind);
     }
+}
+
+// The overlapped gradient mean (dist/grad_ready.hpp): buckets reduced during the backward give the
+// same bits as one all-reduce after it (each element is still one two-rank sum), and with buckets
+// smaller than the tiny model's arena most of them do start inside the backward.
+template <class T>
+void check_overlap_is_exact(const std::string& kind) {
+    const int rank = comm().rank(), W = comm().world();
+    const long img = 64;
+    dist::MpiOptions off, small;
+    off.overlap = false;
+    small.bucket_bytes = 64 * sizeof(T);  // the tiny arena is a few thousand values: dozens of buckets
+    const dist::Mpi c_off(off), c_small(small);
+    LcmaeModel<T> a(spec_for(kind, kB), 7), b(spec_for(kind, kB), 7);
+    train::Trainer<T, backend::Cpu, dist::Mpi> ta(ctx, a, config(kB), kIpe, c_off), tb(ctx, b, config(kB), kIpe, c_small);
+    CHECK(ta.gradient_sync() == nullptr);
+    REQUIRE(tb.gradient_sync() != nullptr);
+    test::train_micro(ta, ctx, 0, kMicro, kB, rank, W, img, kIpe);
+    test::train_micro(tb, ctx, 0, kMicro, kB, rank, W, img, kIpe);
+    const auto* sync = tb.gradient_sync();
+    MESSAGE(kind << ": " << sync->buckets_overlapped() << " of " << sync->buckets_total()
+                 << " buckets started inside the backward over " << tb.step() << " optimiser steps");
+    CHECK(sync->buckets_total() > 4 * tb.step());
+    CHECK(sync->buckets_overlapped() * 2 > sync->buckets_total());
+    const auto same = [](const auto& x, const auto& y) {
+        return x.size() == y.size() && std::equal(x.data(), x.data() + x.size(), y.data());
+    };
+    CHECK(same(a.params().values(), b.params().values()));
+    CHECK(same(ta.optimizer().exp_avg_sq(), tb.optimizer().exp_avg_sq()));
+    if (a.has_target()) CHECK(same(a.target_params().values(), b.target_params().values()));
+    CHECK(test::bit_equal_across_ranks(b.params().values().data(), b.params().values().size() * sizeof(T)));
+}
+
+TEST_CASE_TEMPLATE("the gradient all-reduce overlapped with the backward gives the same bits", T, double, float) {
+    for (const char* kind : {"LC-MAE", "LC-SimMIM", "MAE"}) {
+        CAPTURE(kind);
+        check_overlap_is_exact<T>(kind);
+    }
+}
+
+TEST_CASE("LCMAE_DIST_OVERLAP and LCMAE_DIST_BUCKET_MB are read, and bad values are refused") {
+    ::setenv("LCMAE_DIST_OVERLAP", "0", 1);
+    CHECK_FALSE(dist::Mpi().options().overlap);
+    ::setenv("LCMAE_DIST_OVERLAP", "yes", 1);
+    CHECK_THROWS_WITH(dist::Mpi(), doctest::Contains("LCMAE_DIST_OVERLAP must be 0 or 1, got 'yes'"));
+    ::unsetenv("LCMAE_DIST_OVERLAP");
+    ::setenv("LCMAE_DIST_BUCKET_MB", "0.5", 1);
+    CHECK(dist::Mpi().options().bucket_bytes == std::size_t(1) << 19);
+    ::setenv("LCMAE_DIST_BUCKET_MB", "-3", 1);
+    CHECK_THROWS_WITH(dist::Mpi(), doctest::Contains("LCMAE_DIST_BUCKET_MB must be a number of MiB"));
+    ::unsetenv("LCMAE_DIST_BUCKET_MB");
+    CHECK(dist::Mpi().options().overlap);
 }
 
 TEST_CASE("a NaN on one rank stops every rank") {

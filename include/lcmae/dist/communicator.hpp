@@ -8,14 +8,18 @@
 // The data-parallel contract every communicator keeps (train/trainer.hpp relies on it):
 //   * allreduce_mean leaves the SAME bits on every rank (the optimiser, its schedule and the EMA
 //     then see identical inputs, so weights stay bit-equal without re-broadcasting them);
-//   * every collective either completes or ends the whole job with one message (no hang).
+//   * every collective either completes or ends the whole job with one message (no hang);
+//   * make_gradient_sync gives the trainer an overlapped gradient mean with the same result as
+//     allreduce_mean (dist/grad_ready.hpp), or null where there is nothing to overlap.
 #pragma once
 
 #include <concepts>
 #include <cstddef>
+#include <memory>
 
 #include "lcmae/backend/tag.hpp"
 #include "lcmae/core/error.hpp"
+#include "lcmae/dist/grad_ready.hpp"
 #include "lcmae/dist/reducer.hpp"
 
 namespace lcmae::dist {
@@ -36,6 +40,7 @@ concept Communicator = requires(const C& c, const Backend& ctx, dptr<Backend, T>
     c.broadcast(ctx, 1L, p, 0, "");
     c.broadcast_host(raw, std::size_t{1}, 0, "");
     { c.template reducer<Backend>() } -> std::convertible_to<const Reducer<Backend>*>;
+    { c.template make_gradient_sync<Backend, T>() } -> std::convertible_to<std::unique_ptr<GradientSync<Backend, T>>>;
 };
 
 }  // namespace lcmae::dist

@@ -4,10 +4,15 @@
 //
 // What it does, and why:
 //   * The gradient is ONE buffer (the parameter arena's gradient), so its average over ranks is
-//     MPI_Allreduce(MPI_IN_PLACE, SUM) over the whole arena, then a scale by 1/N. The arena is
-//     cut into buckets only to keep each MPI count within an int; all buckets are in flight at
-//     once. There is no overlap with the backward pass (the reduction starts after it; see
-//     README "Data-parallel training" for what that costs).
+//     MPI_Iallreduce(MPI_IN_PLACE, SUM) over the arena, then a scale by 1/N.
+//   * Overlap (MpiGradientSync, below): during the last micro-batch's backward the model reports
+//     which gradients are final (dist/grad_ready.hpp); buckets of Options::bucket_bytes are cut
+//     from the top of the arena down and their all-reduces start at once, and every report also
+//     polls the outstanding ones (MPI moves data only inside MPI calls, and only the main thread
+//     calls MPI: MPI_THREAD_FUNNELED). On CPU ranks this hides the waiting for the partner and
+//     the latency; the copying and adding still take this rank's core (bench/README.md measures
+//     it). LCMAE_DIST_OVERLAP=0 reduces after the backward instead; LCMAE_DIST_BUCKET_MB sets the
+//     bucket size. allreduce_mean (the whole arena at once) is what saves and the tests' references use.
 //   * Identical bits on every rank: sum and scale are the same on all ranks (MPI's reduction
 //     algorithms in OpenMPI combine the same operands in the same order for every rank: ring,
 //     recursive doubling and Rabenseifner all do; the two-rank case is a single commutative add).
@@ -27,6 +32,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -34,6 +40,7 @@
 
 #include "lcmae/backend/cpu.hpp"
 #include "lcmae/core/error.hpp"
+#include "lcmae/dist/grad_ready.hpp"
 #include "lcmae/dist/reducer.hpp"
 
 namespace lcmae::dist {
@@ -77,7 +84,16 @@ struct MpiOptions {
     /// because rank 0 alone writes checkpoints while the others wait in the next collective.
     double timeout_s = 600;
     MPI_Comm comm = MPI_COMM_WORLD;
+    /// Overlap the gradient all-reduce with the backward pass (LCMAE_DIST_OVERLAP=0|1), in buckets
+    /// of this many bytes (LCMAE_DIST_BUCKET_MB). Small buckets start earlier and give MPI more
+    /// chances to progress; each costs one collective's latency.
+    bool overlap = true;
+    std::size_t bucket_bytes = std::size_t(4) << 20;
+    bool bucket_bytes_set_by_user = false;  // LCMAE_DIST_BUCKET_MB given (dist::Nccl keeps its own default otherwise)
 };
+
+template <class T>
+class MpiGradientSync;
 
 class Mpi final : public Reducer<backend::Cpu> {
 public:
@@ -95,6 +111,19 @@ public:
             const double v = std::strtod(t, &end);
             LCMAE_CHECK(end != t && *end == '\0' && v > 0, "LCMAE_DIST_TIMEOUT must be a positive number of seconds, got '" << t << "'");
             opt_.timeout_s = v;
+        }
+        if (const char* o = std::getenv("LCMAE_DIST_OVERLAP")) {
+            const std::string v = o;
+            LCMAE_CHECK(v == "0" || v == "1", "LCMAE_DIST_OVERLAP must be 0 or 1, got '" << v << "'");
+            opt_.overlap = v == "1";
+        }
+        if (const char* b = std::getenv("LCMAE_DIST_BUCKET_MB")) {
+            char* end = nullptr;
+            const double v = std::strtod(b, &end);
+            LCMAE_CHECK(end != b && *end == '\0' && v >= 0.001 && v <= 1024,
+                        "LCMAE_DIST_BUCKET_MB must be a number of MiB in [0.001, 1024], got '" << b << "'");
+            opt_.bucket_bytes = std::size_t(v * double(1 << 20));
+            opt_.bucket_bytes_set_by_user = true;
         }
         MPI_Comm_rank(opt_.comm, &rank_);
         MPI_Comm_size(opt_.comm, &world_);
@@ -117,6 +146,15 @@ public:
     /// Seconds spent waiting in any collective (gradients, SyncBatchNorm, losses, broadcasts).
     double collective_seconds() const noexcept { return wait_seconds_; }
     long allreduce_calls() const noexcept { return grad_calls_; }
+    const Options& options() const noexcept { return opt_; }
+
+    /// The overlapped gradient mean (dist/grad_ready.hpp); null with one rank or overlap off.
+    template <class Backend, class T>
+    std::unique_ptr<GradientSync<Backend, T>> make_gradient_sync() const {
+        static_assert(std::is_same_v<Backend, backend::Cpu>, "dist::Mpi reduces host memory (CPU ranks); a device backend needs dist::Nccl");
+        if (world_ == 1 || !opt_.overlap) return nullptr;
+        return std::make_unique<MpiGradientSync<T>>(*this);
+    }
 
     /// x = mean over ranks of x (in place): the gradient arena. Host memory only.
     template <class Backend, class T>
@@ -185,6 +223,8 @@ public:
     }
 
 private:
+    template <class T>
+    friend class MpiGradientSync;
     static constexpr long kBucket = 1L << 28;  // elements (or bytes) per MPI call: an int count
     template <class T>
     static MPI_Datatype mpi_type() {
@@ -230,6 +270,85 @@ private:
     int rank_ = 0, world_ = 1, local_rank_ = 0, local_size_ = 1;
     mutable double grad_seconds_ = 0, wait_seconds_ = 0;
     mutable long grad_calls_ = 0;
+};
+
+/// dist::Mpi's overlapped gradient mean: buckets are cut from the top of the arena down as the
+/// backward reports final gradients, each an MPI_Iallreduce started at once; every report polls
+/// the outstanding requests (MPI_Testall) so the transfers progress between the layers' backward
+/// passes; finish() sends what is left, waits (under the Mpi's deadline) and scales by 1/N.
+/// Each element is summed by exactly one all-reduce, as in allreduce_mean, so the result has the
+/// same bits (two ranks: one commutative add per element).
+template <class T>
+class MpiGradientSync final : public GradientSync<backend::Cpu, T> {
+public:
+    explicit MpiGradientSync(const Mpi& mpi)
+        : mpi_(&mpi), bucket_(std::max<long>(1, long(mpi.opt_.bucket_bytes / sizeof(T)))) {}
+
+    void begin(const backend::Cpu&, long n, T* grads) override {
+        LCMAE_CHECK(!active_, "MpiGradientSync::begin: the previous gradient mean was never finished");
+        LCMAE_CHECK(n >= 0 && grads != nullptr, "MpiGradientSync::begin needs a gradient arena, got " << n << " values");
+        x_ = grads;
+        n_ = issued_ = ready_ = std::size_t(n);
+        reqs_.clear();
+        seconds_ = 0;
+        active_ = true;
+    }
+    void ready_from(const backend::Cpu&, std::size_t from) override {
+        const auto t0 = std::chrono::steady_clock::now();
+        LCMAE_CHECK(active_, "GradReady::ready_from outside a gradient mean (begin was not called)");
+        LCMAE_CHECK(from <= ready_, "GradReady::ready_from(" << from << ") after ready_from(" << ready_
+                                                            << "): reports must not increase (dist/grad_ready.hpp)");
+        ready_ = from;
+        // whole buckets only, except the last report (from 0), which sends the rest
+        while (issued_ > ready_ && (issued_ - ready_ >= std::size_t(bucket_) || ready_ == 0)) {
+            const std::size_t lo = issued_ - std::min<std::size_t>(issued_ - ready_, std::size_t(bucket_));
+            issue(lo, issued_);
+            if (from > 0) ++overlapped_;  // from 0 the backward is over: nothing left to hide behind
+        }
+        if (!reqs_.empty()) {  // progress: MPI moves data only inside MPI calls
+            int done = 0;
+            MPI_Testall(int(reqs_.size()), reqs_.data(), &done, MPI_STATUSES_IGNORE);
+        }
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        seconds_ += dt;
+        in_backward_s_ += dt;
+    }
+    void finish(const backend::Cpu& ctx, const char* what) override {
+        const auto t0 = std::chrono::steady_clock::now();
+        LCMAE_CHECK(active_, "MpiGradientSync::finish without begin");
+        active_ = false;
+        while (issued_ > 0) issue(issued_ - std::min<std::size_t>(issued_, std::size_t(Mpi::kBucket)), issued_);
+        mpi_->wait_all(reqs_, what);
+        if (mpi_->world_ > 1) scale_inplace(ctx, long(n_), T(1.0 / mpi_->world_), x_);
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        seconds_ += dt;
+        after_backward_s_ += dt;
+        mpi_->grad_seconds_ += seconds_;  // the time this rank spent on the gradient mean, in or after the backward
+        ++mpi_->grad_calls_;
+    }
+    long buckets_overlapped() const override { return overlapped_; }
+    long buckets_total() const override { return total_; }
+    /// Seconds spent so far issuing and polling inside the backward, and in finish() after it (the
+    /// exposed part of the all-reduce).
+    double seconds_in_backward() const noexcept { return in_backward_s_; }
+    double seconds_after_backward() const noexcept { return after_backward_s_; }
+
+private:
+    void issue(std::size_t lo, std::size_t hi) {
+        reqs_.emplace_back();
+        MPI_Iallreduce(MPI_IN_PLACE, x_ + lo, int(hi - lo), Mpi::mpi_type<T>(), MPI_SUM, mpi_->opt_.comm, &reqs_.back());
+        issued_ = lo;
+        ++total_;
+    }
+
+    const Mpi* mpi_;
+    long bucket_;  // elements per bucket
+    T* x_ = nullptr;
+    std::size_t n_ = 0, issued_ = 0, ready_ = 0;  // [issued_, n_) is in flight; [ready_, n_) is final
+    std::vector<MPI_Request> reqs_;
+    double seconds_ = 0, in_backward_s_ = 0, after_backward_s_ = 0;
+    bool active_ = false;
+    long overlapped_ = 0, total_ = 0;
 };
 
 }  // namespace lcmae::dist

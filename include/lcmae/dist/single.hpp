@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 
 #include "lcmae/backend/tag.hpp"
+#include "lcmae/dist/grad_ready.hpp"
 #include "lcmae/dist/reducer.hpp"
 
 namespace lcmae::dist {
@@ -23,6 +25,11 @@ struct Single {
     template <class Backend, class P>
     void broadcast(const Backend&, long, P, int, const char*) const {}
     void broadcast_host(void*, std::size_t, int, const char*) const {}
+    /// Nothing to overlap: the trainer's backward runs without gradient reports.
+    template <class Backend, class T>
+    std::unique_ptr<GradientSync<Backend, T>> make_gradient_sync() const {
+        return nullptr;
+    }
     /// No SyncBatchNorm: the layers keep their single-process ops.
     template <class Backend>
     const Reducer<Backend>* reducer() const noexcept {

@@ -67,6 +67,7 @@ public:
                                          << spec.mask_ratio << " (keeps " << K_ << " of " << L << " tokens per view)");
         // ---- online model
         encoder_ = std::make_unique<VitEncoder<T, Backend>>(P_, e, EncoderOptions{.max_batch = views_ * B, .max_keep = K_, .mask_token = simmim_});
+        encoder_end_ = P_.planned_size();  // the encoder is [0, encoder_end_); decoder and heads follow (GradReady)
         if (simmim_) {
             simmim_decoder_ = nn::Linear<T, Backend>(P_, "decoder", D, e.patch_dim());
         } else {
@@ -150,6 +151,14 @@ public:
     void set_batch_reducer(const dist::Reducer<Backend>* r) {
         if (guidance_) guidance_->set_reducer(r);
     }
+    /// Data-parallel training: during the following backward passes, tell `r` (null: nobody) which
+    /// gradients are final, so their all-reduce can overlap the rest of the backward
+    /// (dist/grad_ready.hpp). The heads and the decoder finish first (they follow the encoder in
+    /// the arena), then the encoder block by block from the last, then cls and the patch embedding.
+    void set_grad_ready(dist::GradReady<Backend>* r) noexcept {
+        grad_ready_ = r;
+        encoder_->set_grad_ready(r);
+    }
 
     /// One micro-batch with masks drawn from `rng`. view1, view2: (B, C, H, W); view2 unused by
     /// plain MAE (may be null). With a shard of world > 1, B is this rank's part of a global batch
@@ -212,8 +221,10 @@ public:
         // ---- guidance (adds into d_latent, or into d_decoded for Table 5e)
         if (spec_.guided_enabled()) guide(ctx, latent, view2, B, loss_scale);
         decoder_->backward(ctx, P_, CPtr(A_.at(d_pred_)), A_.at(d_lat1_), decoded ? CPtr(A_.at(d_decoded_)) : CPtr(nullptr));
+        if (grad_ready_) grad_ready_->ready_from(ctx, encoder_end_);  // decoder and heads are done
         add_inplace(ctx, VD * B * (1 + K) * D, CPtr(A_.at(d_lat1_)), d_latent);
         encoder_->backward(ctx, P_, CPtr(d_latent));
+        if (grad_ready_) grad_ready_->ready_from(ctx, 0);
         return read_losses(ctx);
     }
 
@@ -249,8 +260,10 @@ public:
         if (spec_.guided_enabled()) guide(ctx, latent, view2, B, loss_scale);
         const Ptr d_rows = A_.at(d_rows_);
         simmim_decoder_.backward(ctx, P_, CPtr(rows), CPtr(A_.at(d_pred_)), d_rows, B * L);
+        if (grad_ready_) grad_ready_->ready_from(ctx, encoder_end_);  // decoder and heads are done
         add_rows(ctx, B, L * D, CPtr(d_rows), L * D, d_latent + D, N * D);
         encoder_->backward(ctx, P_, CPtr(d_latent));
+        if (grad_ready_) grad_ready_->ready_from(ctx, 0);
         return read_losses(ctx);
     }
 
@@ -420,6 +433,8 @@ private:
     long dec_views_ = 1;  // online views the MAE decoder runs on: views_ for Table 5e, else 1
     long Kt_ = 0;  // tokens the target sees (all unless Table 5c masks it)
     ParamArena<T, Backend> P_, Pt_;
+    std::size_t encoder_end_ = 0;  // P_ offset where the encoder's parameters end
+    dist::GradReady<Backend>* grad_ready_ = nullptr;
     mutable ActivationArena<T, Backend> A_;
     std::unique_ptr<VitEncoder<T, Backend>> encoder_, target_encoder_;
     std::unique_ptr<MaeDecoder<T, Backend>> decoder_;

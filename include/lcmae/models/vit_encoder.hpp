@@ -20,6 +20,7 @@
 
 #include "lcmae/core/arena.hpp"
 #include "lcmae/core/rng.hpp"
+#include "lcmae/dist/grad_ready.hpp"
 #include "lcmae/nn/block.hpp"
 #include "lcmae/nn/patch_embed.hpp"
 #include "lcmae/nn/pos_embed.hpp"
@@ -88,9 +89,13 @@ public:
         if (opt_.forward_only) {
             nn::plan_forward_only_stack(P, A_, p + "blocks", d.depth, bp, blocks_);  // one shared set of buffers
         } else {
-            for (long i = 0; i < d.depth; ++i) blocks_.emplace_back(P, A_, p + "blocks." + std::to_string(i), bp);
+            for (long i = 0; i < d.depth; ++i) {
+                block_begin_.push_back(P.planned_size());  // this block's gradients start here (GradReady)
+                blocks_.emplace_back(P, A_, p + "blocks." + std::to_string(i), bp);
+            }
             scratch_.plan(A_, bp);
         }
+        norm_begin_ = P.planned_size();
         if (opt_.final_norm) norm_ = nn::LayerNorm<T, Backend>(P, p + "norm", d.dim);
         patches_ = A_.reserve(opt_.max_batch * opt_.max_keep * geom_.patch_dim());
         emb_ = A_.reserve(opt_.max_batch * opt_.max_keep * d.dim);
@@ -173,15 +178,24 @@ public:
         } else {
             copy(ctx, rows * D, d_out, dx);
         }
+        if (grad_ready_) grad_ready_->ready_from(ctx, norm_begin_);
         for (long i = static_cast<long>(blocks_.size()) - 1; i >= 0; --i) {
             CPtr x_in = i == 0 ? A_.at(x0_) : A_.at(blocks_[i - 1].out);
             blocks_[i].backward(ctx, P, A_, x_in, B, N, dx, scratch_, drop_of(i));
+            if (grad_ready_) grad_ready_->ready_from(ctx, block_begin_[std::size_t(i)]);
         }
         Ptr demb = A_.at(emb_);  // reused: the embedding itself is no longer needed
         split_token_grads(ctx, B, K_, D, CPtr(dx), P.grad(cls_), demb);
         if (opt_.mask_token) mask_token_mix_backward(ctx, B * K_, D, CPtr(A_.at(w_)), demb, P.grad(mask_token_));
         patch_embed_.proj.backward(ctx, P, A_.at(patches_), demb, Ptr(nullptr), B * K_);
     }
+
+    /// During backward, tells `r` (null: nobody) after the final norm and after each block that the
+    /// gradients from there to the end of the arena are final (dist/grad_ready.hpp). The caller
+    /// reports the rest (cls, patch embedding, mask token: the arena's lowest offsets) after
+    /// backward returns, and must have planned nothing between this encoder and its own later
+    /// parameters that a later part of its backward still writes.
+    void set_grad_ready(dist::GradReady<Backend>* r) noexcept { grad_ready_ = r; }
 
     const vit::VitDims& dims() const noexcept { return dims_; }
     const EncoderOptions& options() const noexcept { return opt_; }
@@ -254,6 +268,9 @@ private:
     Slot cls_, mask_token_;
     nn::PatchEmbed<T, Backend> patch_embed_;
     std::vector<nn::Block<T, Backend>> blocks_;
+    std::vector<std::size_t> block_begin_;  // arena offset of each block's first parameter
+    std::size_t norm_begin_ = 0;            // ... and of the final norm (the arena's end without one)
+    dist::GradReady<Backend>* grad_ready_ = nullptr;
     nn::LayerNorm<T, Backend> norm_;
     ActivationArena<T, Backend> A_;
     nn::BlockScratch<T, Backend> scratch_;

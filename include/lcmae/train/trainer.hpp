@@ -111,6 +111,7 @@ public:
             ema_ = std::make_unique<optim::EmaUpdater<T, Backend>>(model.target_params(), model.params());
         lr_max_ = optim::scaled_lr(cfg.blr, global_batch() * cfg.accumulation, cfg.lr_scaling);
         model_.set_batch_reducer(comm.template reducer<Backend>());
+        grad_sync_ = comm.template make_gradient_sync<Backend, T>();
         if (world() > 1) {
             broadcast_arena(ctx, model_.params(), "the initial parameters");
             if (model_.has_target()) broadcast_arena(ctx, model_.target_params(), "the initial EMA target");
@@ -130,6 +131,9 @@ public:
     /// Samples per micro-batch over all ranks.
     long global_batch() const { return cfg_.batch * world(); }
     const Comm& communicator() const noexcept { return *comm_; }
+    /// The overlapped gradient mean (null for one process, or with overlap off): its counters say
+    /// how many buckets started inside the backward pass.
+    const dist::GradientSync<Backend, T>* gradient_sync() const noexcept { return grad_sync_.get(); }
 
     /// Total optimiser steps of the run (the EMA schedule's n).
     std::int64_t total_steps() const { return cfg_.epochs * iters_per_epoch_ / cfg_.accumulation; }
@@ -150,14 +154,31 @@ public:
     Report micro_batch(const Backend& ctx, const T* host_view1, const T* host_view2, long B) {
         Report r;
         Rng rng(cfg_.seed, stream_id(0x4D41534Bull /* "MASK" */, std::uint64_t(micro_)));
-        r.losses = model_.forward_backward(ctx, host_view1, host_view2, B, rng, 1.0 / cfg_.accumulation,
-                                           models::BatchShard{rank(), world()});
+        // the last micro-batch of a cycle: its backward starts the gradient all-reduce bucket by
+        // bucket (dist/grad_ready.hpp); earlier ones only accumulate
+        dist::GradientSync<Backend, T>* sync = (micro_ + 1) % cfg_.accumulation == 0 ? grad_sync_.get() : nullptr;
+        if (sync) {
+            auto& grads = model_.params().grads();
+            sync->begin(ctx, static_cast<long>(grads.size()), grads.data());
+        }
+        model_.set_grad_ready(sync);
+        try {
+            r.losses = model_.forward_backward(ctx, host_view1, host_view2, B, rng, 1.0 / cfg_.accumulation,
+                                               models::BatchShard{rank(), world()});
+        } catch (...) {
+            model_.set_grad_ready(nullptr);
+            throw;
+        }
+        model_.set_grad_ready(nullptr);
         if (world() > 1) {  // the global batch's losses (equal shards: the mean of the ranks'); NaN anywhere is NaN everywhere
             double l[3] = {r.losses.mim, r.losses.gg, r.losses.total};
             comm_->allreduce_sum_host(l, 3, "the loss all-reduce");
             r.losses = {l[0] / world(), l[1] / world(), l[2] / world()};
         }
         if (!std::isfinite(r.losses.total)) {
+            // every rank gets here together (the loss was all-reduced): complete the buckets in
+            // flight so no collective is left pending, then stop
+            if (sync) sync->finish(ctx, "the gradient all-reduce");
             std::ostringstream m;
             m << "the loss is not finite (total " << r.losses.total << ": mim " << r.losses.mim << ", gg " << r.losses.gg
               << ") at micro-batch " << micro_ << " (optimiser step " << step_ + 1 << "); stopping before the weights are damaged";
@@ -168,7 +189,10 @@ public:
         ++it_;
         if (micro_ % cfg_.accumulation == 0) {
             auto& grads = model_.params().grads();
-            comm_->allreduce_mean(ctx, static_cast<long>(grads.size()), grads.data(), "the gradient all-reduce");
+            if (sync)
+                sync->finish(ctx, "the gradient all-reduce");
+            else
+                comm_->allreduce_mean(ctx, static_cast<long>(grads.size()), grads.data(), "the gradient all-reduce");
             adamw_.step(ctx, r.lr);
             if (ema_) {
                 r.ema_decay = optim::ema_momentum(step_, std::max<std::int64_t>(1, total_steps()), cfg_.ema_base);
@@ -622,6 +646,7 @@ private:
     TrainConfig cfg_;
     std::int64_t iters_per_epoch_;
     const Comm* comm_;
+    std::unique_ptr<dist::GradientSync<Backend, T>> grad_sync_;  // null: the all-reduce follows the backward
     optim::AdamW<T, Backend> adamw_;
     std::unique_ptr<optim::EmaUpdater<T, Backend>> ema_;
     double lr_max_ = 0;
