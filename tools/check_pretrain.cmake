@@ -89,7 +89,7 @@ elseif(MODE STREQUAL "sigint")
   run_lcmae(0 "resumed from .*S at step [0-9]+" --limit 4096 --batch 8 --threads 1 --no-eval --save-every 0 --minutes 0.01
             --resume ${WORK}/S)
 elseif(MODE STREQUAL "precision")
-  run_lcmae(2 "option --precision expects fp32 or bf16, got 'fp16'" --precision fp16 --out ${WORK}/P0)
+  run_lcmae(2 "option --precision expects fp32, tf32 or bf16, got 'fp16'" --precision fp16 --out ${WORK}/P0)
   # bf16 trains where the CPU has AVX512-BF16 (read at test time) and is refused, naming it, elsewhere
   file(READ /proc/cpuinfo cpuinfo)
   if(cpuinfo MATCHES "avx512_bf16")
