@@ -280,6 +280,7 @@ public:
     /// Activation memory (bytes) of the model-level buffers and every component.
     std::size_t activation_bytes() const {
         std::size_t b = A_.bytes() + encoder_->activations().bytes();
+        if (decoder_) b += decoder_->activations().bytes();  // (missing before 2026-11-27: the "arenas" figures of bench_cuda_step under-counted it)
         if (target_encoder_) b += target_encoder_->activations().bytes();
         if (target_decoder_) b += target_decoder_->activations().bytes();
         return b;

@@ -133,6 +133,8 @@ public:
     /// The decoded tokens of the last forward: (B, 1 + L, Dd) after decoder_norm, before
     /// decoder_pred, cls row first, positions in token order (Table 5e pools them).
     CPtr decoded() { return A_.at(normed_); }
+    /// The decoder's own activation arena (saved activations of its blocks and its scratch).
+    const ActivationArena<T, Backend>& activations() const noexcept { return A_; }
 
 private:
     vit::VitDims enc_;
