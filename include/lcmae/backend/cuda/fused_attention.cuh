@@ -43,7 +43,7 @@
 // GEMMs), a device of compute capability >= 8.0 and kernels compiled for it (wmma TF32/BF16 needs
 // sm_80; the kernel bodies are compiled only for __CUDA_ARCH__ >= 800 and the host checks the
 // kernels' PTX version), hd % 4 == 0 and hd <= 128 (whole float4 loads), qkv and dout 16-byte
-// aligned, and the shared memory within the device's opt-in limit (TF32 at hd 128: 103 KiB).
+// aligned, and the shared memory within the device's opt-in limit (TF32 at hd 128: 103.5 KiB).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -554,8 +554,10 @@ inline void with_fused_config(bool bf16, int hdp, F&& f) {
 }
 
 /// True when this binary holds real (sm_80+) bodies of the three kernels for the current device:
-/// an arch list without sm_80+ code would JIT the trap bodies from older PTX. Queried once per
-/// configuration (the process is assumed to use one kind of GPU); a failed query counts as no.
+/// an arch list without sm_80+ code would JIT the trap bodies from older PTX. cudaFuncAttributes::
+/// ptxVersion is the virtual architecture the kernel was compiled for (major * 10 + minor; CUB's
+/// PtxVersion reads it the same way). Queried once per configuration (the process is assumed to
+/// use one kind of GPU); a failed query (no image for this device) counts as no.
 template <class E, int HDP>
 inline bool fused_kernels_usable() {
     static const bool ok = [] {
