@@ -851,7 +851,8 @@ TEST_CASE("cuda fused attention: where the kernels run, the fallbacks, determini
             const bool ok = cd::fused_plan<float>(ctx, 4, 197, 12, hd, {al, al}).ok;
             if (cc < 80 || !fits(prec == Precision::Bf16, hd)) CHECK_FALSE(ok);
             else if (built_for_device) CHECK(ok);
-            MESSAGE("fused kernels run at hd " << hd << ": " << (ok ? "yes" : "no (fallback)"));
+            MESSAGE("fused kernels run (" << std::string(lcmae::backend::precision_name(prec)) << ", hd " << hd
+                                          << "): " << std::string(ok ? "yes" : "no (batched fallback)"));
         }
         CHECK_FALSE(cd::fused_plan<float>(ctx, 4, 197, 12, 6, {al, al}).ok);
         CHECK_FALSE(cd::fused_plan<float>(ctx, 4, 197, 12, 132, {al, al}).ok);
