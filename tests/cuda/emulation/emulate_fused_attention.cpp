@@ -165,6 +165,8 @@ bool run_all(double tf, double tb, const char* prec) {
     ok &= run_case<E, 64>(1, 64, 1, 48, tf, tb, prec);   // exactly one tile, hd 48 -> 64
     ok &= run_case<E, 128>(1, 300, 1, 128, tf, tb, prec);  // N > 256 (5 tiles), hd 128
     ok &= run_case<E, 128>(1, 65, 2, 100, tf, tb, prec);   // hd 100 -> 128, one row in the last tile
+    ok &= run_case<E, 32>(4, 5, 2, 4, tf, tb, prec);       // the tiny test models: hd 4, N 1 + 4
+    ok &= run_case<E, 32>(2, 17, 4, 16, tf, tb, prec);     // the RGB test model's encoder: hd 16
     return ok;
 }
 
