@@ -32,6 +32,8 @@ echo "== worst errors per op"
 awk -F'relative error ' '/relative error/ { split($2, a, " "); v = (a[1] ~ /inf|nan/) ? 1e300 : a[1] + 0; key = $1
   if (!(key in w) || v > w[key]) { w[key] = v; t[key] = $2 } }
   END { for (k in w) print k "relative error " t[k] }' "$out/errors.txt" | sort | cut -c1-150
+echo "== fused attention: did its kernels run (or the batched fallback)?"
+grep -hoE "device compute capability.*|fused kernels run.*" "$out/test_cuda.log" | sort | uniq -c
 tail -3 "$out/test_cuda.log"
 echo "== bench (rc $bench_rc)"
 cat "$out/bench.log"

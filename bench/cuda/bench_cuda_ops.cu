@@ -6,8 +6,9 @@
 //   LayerNorm forward, 25,216 x 768: GB/s counting x read + y written once.
 //   Attention forward, B 128, N 197, H 12, hd 64: ms, and GB/s counting qkv read + P and out written
 //   once (the floor for an unfused version, which also re-reads P), in the default path. Then
-//   attention forward and backward for fp32 / tf32 / bf16 x per-head / batched paths, with the
-//   relative difference of out and dqkv between the two paths.
+//   attention forward and backward for fp32 / tf32 / bf16 x per-head / batched / fused paths, with
+//   the relative difference of out and dqkv from the per-head path (fused under fp32 runs the
+//   batched path: its fp32 row repeats the batched one).
 // Each figure is the median of 25 runs timed with CUDA events after 3 warm-up runs, on inputs
 // filled with pseudo-random values (never zeros). Usage: bench_cuda_ops [device]
 #include <algorithm>
@@ -122,10 +123,10 @@ int main(int argc, char** argv) {
                         bytes / (ms * 1e-3) / 1e9, tflops, lcmae::backend::attention_path_name(ctx.attention_path()));
         }
 
-        // Attention forward and backward, both paths, every precision. FLOPs: 2 B H N^2 hd per
+        // Attention forward and backward, every path, every precision. FLOPs: 2 B H N^2 hd per
         // product (forward 2 products, backward 4). GB/s counts the unavoidable traffic once: forward
         // qkv read, P and out written; backward qkv, P, dout read and dqkv written. "vs per-head" is
-        // the relative Frobenius difference of out / dqkv between the two paths (same inputs).
+        // the relative Frobenius difference of out / dqkv from the per-head path (same inputs).
         std::printf("\nattention B128 N197 H12 hd64: %-8s %-9s %9s %8s %8s %9s %8s %8s %11s %11s\n", "prec", "path",
                     "fwd ms", "TFLOP/s", "GB/s", "bwd ms", "TFLOP/s", "GB/s", "out diff", "dqkv diff");
         {
@@ -147,7 +148,8 @@ int main(int argc, char** argv) {
             for (Precision prec : {Precision::Fp32, Precision::Tf32, Precision::Bf16}) {
                 ctx.set_precision(prec);
                 std::vector<float> ref_out, ref_dqkv;
-                for (auto path : {lcmae::backend::AttentionPath::PerHead, lcmae::backend::AttentionPath::Batched}) {
+                for (auto path : {lcmae::backend::AttentionPath::PerHead, lcmae::backend::AttentionPath::Batched,
+                                  lcmae::backend::AttentionPath::Fused}) {
                     ctx.set_attention_path(path);
                     const double fms = median_ms(ctx, [&] { lcmae::ops::attention_forward(ctx, B, N, H, hd, qkv.p, P.p, out.p); });
                     const double bms = median_ms(ctx, [&] {

@@ -26,8 +26,10 @@
 // model and the optimiser planned (parameters, gradients, target, moments, activations).
 //
 // Usage: bench_cuda_step [--small] [--batch N] [--steps N] [--json FILE] [--only lcmae|mae]
-//                        [--precision LIST] [--device D]
+//                        [--precision LIST] [--device D] [--attention batched|per-head|fused]
 //        LIST: comma-separated fp32, tf32, bf16 ("both" = fp32,tf32); default fp32,tf32,bf16.
+//        --attention: the context's AttentionPath for the whole run (default: the build's default,
+//        batched); fused runs its tensor-core kernels under tf32 / bf16 only (fp32: batched).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -58,6 +60,7 @@ struct Options {
     std::string only;  // "", "lcmae", "mae"
     std::string precision = "fp32,tf32,bf16";
     int device = 0;
+    std::string attention;  // "": the default path
 };
 
 struct Row {
@@ -218,7 +221,7 @@ void run_model(bool lcmae_model, const Options& o, const std::vector<Precision>&
 }
 
 void write_json(const std::string& path, const std::vector<Row>& rows, const char* device, const Options& o,
-                double total_s) {
+                double total_s, const char* attention) {
     FILE* f = std::fopen(path.c_str(), "w");
     if (!f) {
         std::fprintf(stderr, "bench_cuda_step: cannot write %s\n", path.c_str());
@@ -226,6 +229,7 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const cha
     }
     std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"preset\": \"%s\",\n  \"warmup\": %d,\n  \"total_s\": %.2f,\n", device,
                  o.small ? "small" : "vit-b16-224", o.warmup, total_s);
+    std::fprintf(f, "  \"attention\": \"%s\",\n", attention);
     std::fprintf(f, "  \"bf16\": \"bf16 GEMM operands, FP32 accumulation and storage\",\n  \"rows\": [\n");
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const Row& r = rows[i];
@@ -263,12 +267,22 @@ int main(int argc, char** argv) {
         else if (a == "--only") o.only = value("--only");
         else if (a == "--precision") o.precision = value("--precision");
         else if (a == "--device") o.device = std::atoi(value("--device").c_str());
+        else if (a == "--attention") o.attention = value("--attention");
         else {
             std::fprintf(stderr,
                          "usage: bench_cuda_step [--small] [--batch N] [--steps N] [--json FILE] [--only lcmae|mae] "
-                         "[--precision fp32,tf32,bf16|both] [--device D]\n");
+                         "[--precision fp32,tf32,bf16|both] [--device D] [--attention batched|per-head|fused]\n");
             return 2;
         }
+    }
+    lcmae::backend::AttentionPath attention = lcmae::backend::kDefaultAttentionPath;
+    if (o.attention == "batched") attention = lcmae::backend::AttentionPath::Batched;
+    else if (o.attention == "per-head") attention = lcmae::backend::AttentionPath::PerHead;
+    else if (o.attention == "fused") attention = lcmae::backend::AttentionPath::Fused;
+    else if (!o.attention.empty()) {
+        std::fprintf(stderr, "bench_cuda_step: unknown attention path '%s' (batched, per-head, fused)\n",
+                     o.attention.c_str());
+        return 2;
     }
     if (o.batch <= 0) o.batch = o.small ? 16 : 128;
     if (o.steps < 1) o.steps = 1;
@@ -278,11 +292,14 @@ int main(int argc, char** argv) {
             return 0;
         }
         Cuda ctx(o.device);
+        ctx.set_attention_path(attention);
         cudaDeviceProp prop{};
         LCMAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
-        std::printf("# device %d: %s, %d SMs, %.1f GiB; preset %s, batch %ld per view, %d warm-up + %d timed steps\n",
+        std::printf("# device %d: %s, %d SMs, %.1f GiB; preset %s, batch %ld per view, %d warm-up + %d timed steps; "
+                    "attention path %s\n",
                     o.device, prop.name, prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1ull << 30),
-                    o.small ? "small" : "ViT-B/16 224 px", o.batch, o.warmup, o.steps);
+                    o.small ? "small" : "ViT-B/16 224 px", o.batch, o.warmup, o.steps,
+                    lcmae::backend::attention_path_name(ctx.attention_path()));
         std::vector<Precision> precisions;
         {
             std::string list = o.precision;
@@ -318,7 +335,7 @@ int main(int argc, char** argv) {
                     "views' upload (timed alone: upload ms); TFLOP/s from model.flops_step(B) (AdamW/EMA bytes are not FLOPs);\n"
                     "peak GPU GiB = cudaMemGetInfo in-use growth since before the model was built. Total run %.1f s.\n",
                     o.steps, total_s);
-        if (!o.json.empty()) write_json(o.json, rows, prop.name, o, total_s);
+        if (!o.json.empty()) write_json(o.json, rows, prop.name, o, total_s, lcmae::backend::attention_path_name(ctx.attention_path()));
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_cuda_step: %s\n", e.what());

@@ -14,6 +14,8 @@
 //                        mean_tokens, bias_grad 2e-6; attention forward 2e-6, backward 1e-5
 //   float, TF32 GEMM: 2e-3
 //   float, Bf16 GEMM operands: gemm 1e-2 (~3e-3 expected; integers exact), attention 2e-2 / 5e-2
+//   AttentionPath::Fused: the TF32 / Bf16 attention tolerances above (the CPU emulation of its
+//                         kernels, tests/cuda/emulation, measured ~4e-4 / ~3e-3)
 //   exact (0): bias_fill, add, add_inplace, scale_inplace, relu, gather, scatter (any values),
 //              gemm and bias_grad on small integers
 //   reductions (double accumulation on both sides): 1e-12
@@ -691,8 +693,10 @@ TEST_CASE_TEMPLATE("cuda attention forward and backward", T, float, double) {
     SKIP_WITHOUT_CUDA();
     Cuda ctx;
     struct Shape { long B, N, H, hd; };
+    // (Fused under the default strict Fp32 runs the batched path: this exercises that fallback)
     for (const lcmae::backend::AttentionPath path : {lcmae::backend::AttentionPath::Batched,
-                                                     lcmae::backend::AttentionPath::PerHead})
+                                                     lcmae::backend::AttentionPath::PerHead,
+                                                     lcmae::backend::AttentionPath::Fused})
     for (const Shape s : {Shape{3, 17, 2, 8}, Shape{2, 50, 3, 16}, Shape{1, 1, 1, 1}}) {
         ctx.set_attention_path(path);
         CAPTURE(lcmae::backend::attention_path_name(path));
@@ -718,11 +722,16 @@ TEST_CASE_TEMPLATE("cuda attention forward and backward", T, float, double) {
     }
 }
 
-// Both attention paths (batched: one pointer-array GEMM over all B*H heads per product; per-head:
-// the previous host loop) at ViT-like shapes in every precision mode, against the CPU op in the
-// same storage type: N 197 (ViT-B/16 at 224 px; not a multiple of 8: the Tf32/Bf16 batched path
-// pads the N x N operands), N 50 (the visible tokens at mask ratio 0.75), N 1, N 16 (a multiple of
-// 8: no padding), H 1, and hd 6 (not a multiple of 4: Tf32/Bf16 fall back to the per-head path).
+// The three attention paths (batched: one pointer-array GEMM over all B*H heads per product;
+// per-head: the previous host loop; fused: the wmma kernels of fused_attention.cuh under Tf32 /
+// Bf16, the batched path under Fp32 and for double) at ViT-like shapes in every precision mode,
+// against the CPU op in the same storage type: N 197 (ViT-B/16 at 224 px; not a multiple of 8: the
+// Tf32/Bf16 batched path pads the N x N operands; not a multiple of the fused 64-row tile), N 50
+// (the visible tokens at mask ratio 0.75), N 17, N 1, N 16 (a multiple of 8: no padding), N 300
+// (> 256: five fused key tiles, the last with 44 rows), N 64 (exactly one tile), H 1, B*H 3, 15,
+// 80 (decoder: 16 heads of hd 32), hd 64, 32, 48 and 128 (fused: padded to 64 / the largest tile),
+// and hd 6 (not a multiple of 4: Tf32/Bf16 fall back to the per-head path, fused to the batched
+// path and from there to the per-head path).
 // Outputs are NaN-poisoned before every call; a second call on the same inputs must give the same
 // bits (determinism). Tolerances: double 1e-12 / 1e-11; float strict FP32 2e-6 / 1e-5 (as above;
 // expected ~3e-7 / ~2e-6); TF32 5e-3 / 2e-2 (10-bit mantissa operands: ~1e-3 / ~5e-3 expected);
@@ -774,15 +783,18 @@ void attention_case(Cuda& ctx, long B, long N, long H, long hd, double tf, doubl
 }
 }  // namespace
 
-TEST_CASE_TEMPLATE("cuda attention at ViT shapes: both paths, every precision, deterministic", T, float, double) {
+TEST_CASE_TEMPLATE("cuda attention at ViT shapes: every path, every precision, deterministic", T, float, double) {
     SKIP_WITHOUT_CUDA();
     Cuda ctx;
     struct Shape { long B, N, H, hd; };
-    const Shape shapes[] = {{4, 197, 12, 64}, {4, 50, 12, 64}, {4, 1, 12, 64}, {3, 197, 1, 64}, {2, 16, 3, 32}, {2, 33, 3, 6}};
+    const Shape shapes[] = {{4, 197, 12, 64}, {4, 50, 12, 64}, {4, 1, 12, 64}, {3, 197, 1, 64}, {2, 16, 3, 32},
+                            {2, 33, 3, 6},    {3, 17, 5, 32},  {5, 50, 16, 32}, {1, 300, 3, 64}, {2, 64, 3, 48},
+                            {2, 130, 3, 128}};
     const Precision precs[] = {Precision::Fp32, Precision::Tf32, Precision::Bf16};
     for (const Precision prec : precs) {
         if (std::is_same_v<T, double> && prec != Precision::Fp32) continue;  // double ignores the precision
-        for (const auto path : {lcmae::backend::AttentionPath::Batched, lcmae::backend::AttentionPath::PerHead})
+        for (const auto path : {lcmae::backend::AttentionPath::Batched, lcmae::backend::AttentionPath::PerHead,
+                                lcmae::backend::AttentionPath::Fused})
             for (const Shape s : shapes) {
                 ctx.set_precision(prec);
                 ctx.set_attention_path(path);
@@ -794,6 +806,121 @@ TEST_CASE_TEMPLATE("cuda attention at ViT shapes: both paths, every precision, d
                 if (prec == Precision::Bf16) tf = 2e-2, tb = 5e-2;
                 attention_case<T>(ctx, s.B, s.N, s.H, s.hd, tf, tb);
             }
+    }
+}
+
+// AttentionPath::Fused: where its plan says the wmma kernels run (so the cases above test the
+// kernels, not only the fallback: on any sm_80+ device under Tf32 / Bf16 at hd 32 / 64 / 128), and
+// where it must fall back to the batched path - strict Fp32, double, hd % 4 != 0, hd > 128, a
+// misaligned qkv or dout - with the results still matching the CPU (a misaligned qkv is qkv + 1 of
+// a larger buffer). Plus the fused kernels on the same inputs twice over a context that ran other
+// shapes in between (no state carried between calls): bit-identical.
+TEST_CASE("cuda fused attention: where the kernels run, the fallbacks, determinism across calls") {
+    SKIP_WITHOUT_CUDA();
+    namespace cd = lcmae::backend::cuda_detail;
+    using lcmae::backend::AttentionPath;
+    Cuda ctx;
+    ctx.set_attention_path(AttentionPath::Fused);
+    const int cc = ctx.compute_capability();
+    MESSAGE("device compute capability " << cc << ", opt-in shared memory " << ctx.max_shared_memory_optin()
+                                         << " bytes");
+    // Where the kernels must run: an sm_80+ device, this binary built for an arch in [80, the
+    // device's] (nvcc's __CUDA_ARCH_LIST__, e.g. 900), and the tile's shared memory within the
+    // device's opt-in limit (TF32 at hd 128 needs 103.5 KiB: more than sm_86 / sm_89 offer).
+    bool built_for_device = false;
+#ifdef __CUDA_ARCH_LIST__
+    for (const int arch : {__CUDA_ARCH_LIST__})
+        if (arch >= 800 && arch <= 10 * cc) built_for_device = true;
+#endif
+    auto fits = [&](bool bf16, long hd) {
+        const int hdp = hd <= 32 ? 32 : hd <= 64 ? 64 : 128;
+        std::size_t bytes = 0;
+        cd::with_fused_config(bf16, hdp, [&](auto c) {
+            bytes = cd::FusedGeom<typename decltype(c)::elem, decltype(c)::hdp>::max_bytes;
+        });
+        return bytes <= std::size_t(ctx.max_shared_memory_optin());
+    };
+    Dev<float> a(64);
+    const float* al = a.p;      // 256-byte aligned (cudaMalloc)
+    const float* mis = a.p + 1;  // 4-byte aligned only
+    for (const Precision prec : {Precision::Tf32, Precision::Bf16}) {
+        ctx.set_precision(prec);
+        CAPTURE(lcmae::backend::precision_name(prec));
+        for (const long hd : {32L, 64L, 128L, 8L, 48L}) {
+            CAPTURE(hd);
+            const bool ok = cd::fused_plan<float>(ctx, 4, 197, 12, hd, {al, al}).ok;
+            if (cc < 80 || !fits(prec == Precision::Bf16, hd)) CHECK_FALSE(ok);
+            else if (built_for_device) CHECK(ok);
+            MESSAGE("fused kernels run (" << std::string(lcmae::backend::precision_name(prec)) << ", hd " << hd
+                                          << "): " << std::string(ok ? "yes" : "no (batched fallback)"));
+        }
+        CHECK_FALSE(cd::fused_plan<float>(ctx, 4, 197, 12, 6, {al, al}).ok);
+        CHECK_FALSE(cd::fused_plan<float>(ctx, 4, 197, 12, 132, {al, al}).ok);
+        CHECK_FALSE(cd::fused_plan<float>(ctx, 4, 197, 12, 64, {mis, al}).ok);
+        CHECK_FALSE(cd::fused_plan<float>(ctx, 4, 197, 12, 64, {al, mis}).ok);
+        CHECK_FALSE(cd::fused_plan<double>(ctx, 4, 197, 12, 64, {al, al}).ok);
+    }
+    ctx.set_precision(Precision::Fp32);
+    CHECK_FALSE(cd::fused_plan<float>(ctx, 4, 197, 12, 64, {al, al}).ok);
+
+    // the fallbacks give the right answers
+    struct Case { Precision prec; long B, N, H, hd; bool misaligned; double tf, tb; };
+    const Case cases[] = {{Precision::Tf32, 2, 50, 3, 64, true, 5e-3, 2e-2},
+                          {Precision::Bf16, 2, 50, 3, 64, true, 2e-2, 5e-2},
+                          {Precision::Tf32, 2, 20, 2, 132, false, 5e-3, 2e-2},
+                          {Precision::Tf32, 2, 20, 2, 6, false, 5e-3, 2e-2}};
+    for (const Case& c : cases) {
+        ctx.set_precision(c.prec);
+        CAPTURE(lcmae::backend::precision_name(c.prec)); CAPTURE(c.N); CAPTURE(c.hd); CAPTURE(c.misaligned);
+        const long D = c.H * c.hd, nq = c.B * c.N * 3 * D, np = c.B * c.H * c.N * c.N, no = c.B * c.N * D;
+        const long off = c.misaligned ? 1 : 0;
+        auto qkv = random<float>(nq, -2, 2);
+        std::vector<float> qkv_off(std::size_t(nq + off), 0.0f);
+        std::copy(qkv.begin(), qkv.end(), qkv_off.begin() + off);
+        auto dq = to_device(ctx, qkv_off);
+        auto P = poisoned<float>(ctx, np), out = poisoned<float>(ctx, no);
+        lcmae::ops::attention_forward(ctx, c.B, c.N, c.H, c.hd, dq.p + off, P.p, out.p);
+        std::vector<float> rP(np), rout(no);
+        cpu::attention_forward(c.B, c.N, c.H, c.hd, qkv.data(), rP.data(), rout.data());
+        expect_close("fused fallback attention_forward P", to_host(ctx, P), rP, c.tf);
+        expect_close("fused fallback attention_forward out", to_host(ctx, out), rout, c.tf);
+        auto dout = random<float>(no);
+        std::vector<float> dout_off(std::size_t(no + off), 0.0f);
+        std::copy(dout.begin(), dout.end(), dout_off.begin() + off);
+        auto dP = to_device(ctx, rP), ddout = to_device(ctx, dout_off);
+        auto dqkv = poisoned<float>(ctx, nq), scratch = poisoned<float>(ctx, np);
+        lcmae::ops::attention_backward(ctx, c.B, c.N, c.H, c.hd, dq.p + off, dP.p, ddout.p + off, dqkv.p, scratch.p);
+        std::vector<float> rdqkv(nq), rscratch(np);
+        cpu::attention_backward(c.B, c.N, c.H, c.hd, qkv.data(), rP.data(), dout.data(), rdqkv.data(), rscratch.data());
+        expect_close("fused fallback attention_backward dqkv", to_host(ctx, dqkv), rdqkv, c.tb);
+    }
+
+    // determinism across calls with other work in between (fresh outputs each time)
+    for (const Precision prec : {Precision::Tf32, Precision::Bf16}) {
+        ctx.set_precision(prec);
+        CAPTURE(lcmae::backend::precision_name(prec));
+        const long B = 3, N = 197, H = 5, hd = 64, D = H * hd, nq = B * N * 3 * D, np = B * H * N * N, no = B * N * D;
+        auto qkv = to_device(ctx, random<float>(nq, -2, 2));
+        auto dout = to_device(ctx, random<float>(no));
+        std::vector<float> P1, out1, g1;
+        for (int rep = 0; rep < 3; ++rep) {
+            auto P = poisoned<float>(ctx, np), out = poisoned<float>(ctx, no);
+            auto dqkv = poisoned<float>(ctx, nq), scratch = poisoned<float>(ctx, np);
+            lcmae::ops::attention_forward(ctx, B, N, H, hd, qkv.p, P.p, out.p);
+            lcmae::ops::attention_backward(ctx, B, N, H, hd, qkv.p, P.p, dout.p, dqkv.p, scratch.p);
+            auto hP = to_host(ctx, P), hout = to_host(ctx, out), g = to_host(ctx, dqkv);
+            if (rep == 0) {
+                P1 = hP, out1 = hout, g1 = g;
+            } else {
+                CHECK(std::memcmp(hP.data(), P1.data(), hP.size() * sizeof(float)) == 0);
+                CHECK(std::memcmp(hout.data(), out1.data(), hout.size() * sizeof(float)) == 0);
+                CHECK(std::memcmp(g.data(), g1.data(), g.size() * sizeof(float)) == 0);
+            }
+            // other shapes in between (a different grid and tile count)
+            auto q2 = to_device(ctx, random<float>(2 * 17 * 3 * 2 * 32, -2, 2));
+            auto P2 = poisoned<float>(ctx, 2 * 2 * 17 * 17), o2 = poisoned<float>(ctx, 2 * 17 * 2 * 32);
+            lcmae::ops::attention_forward(ctx, 2, 17, 2, 32, q2.p, P2.p, o2.p);
+        }
     }
 }
 

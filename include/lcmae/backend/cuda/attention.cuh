@@ -6,7 +6,7 @@
 // blocks and head h is columns [h*hd, (h+1)*hd) of each. So for one head the N x hd matrix of
 // sample b starts at qkv + b*N*ld + h*hd with row stride ld = 3*H*hd: a fixed stride over b but a
 // different one over h, i.e. no single stride over the B*H heads. P (B, H, N, N) of (b, h) is at
-// (b*H + h)*N*N. Two implementations, chosen by ctx.attention_path() (context.cuh):
+// (b*H + h)*N*N. Three implementations, chosen by ctx.attention_path() (context.cuh):
 //
 // Batched (default). Each product is ONE pointer-array batched GEMM over all B*H heads
 // (cublasGemmBatchedEx / cublasDgemmBatched), its A/B/C pointers per (b, h) computed on the device
@@ -38,7 +38,14 @@
 // over each row). Precision::Bf16 converts qkv, P, dout and dS to bf16 once per call and runs the
 // per-head GEMMs on the copies (attention_forward_bf16 / attention_backward_bf16 below).
 //
-// Both paths are deterministic (fixed-order warp reductions, cuBLAS without atomics).
+// Fused (AttentionPath::Fused, fused_attention.cuh): three wmma tensor-core kernels (forward; backward
+// dQ + dS, then dK + dV) that keep S and dP on chip and write only what the contract asks for (P,
+// out; dqkv, with dS in `scratch`). Only under Precision::Tf32 / Bf16 for float on sm_80+, with
+// hd % 4 == 0, hd <= 128 and 16-byte aligned qkv / dout; otherwise (strict Fp32 - the parity mode
+// needs no tensor cores -, double, other shapes) it runs the batched path. Unverified on a GPU so
+// far, hence not the default.
+//
+// All paths are deterministic (fixed-order warp reductions, cuBLAS without atomics).
 #pragma once
 
 #include <cmath>
@@ -50,6 +57,7 @@
 
 #include "lcmae/backend/cuda/check.cuh"
 #include "lcmae/backend/cuda/context.cuh"
+#include "lcmae/backend/cuda/fused_attention.cuh"
 #include "lcmae/backend/cuda/gemm.cuh"
 #include "lcmae/backend/cuda/launch.cuh"
 
@@ -567,7 +575,14 @@ inline void attention_forward(const backend::Cuda& ctx, long B, long N, long H, 
     LCMAE_CHECK(B >= 0 && N > 0 && H > 0 && hd > 0,
                 "attention_forward needs B >= 0 and N, H, hd > 0, got " << B << ", " << N << ", " << H << ", " << hd);
     if (B == 0) return;
-    if (ctx.attention_path() == backend::AttentionPath::Batched) {
+    const backend::AttentionPath path = ctx.attention_path();
+    if (path == backend::AttentionPath::Fused) {
+        if constexpr (std::is_same_v<T, float>) {
+            const cd::FusedPlan fp = cd::fused_plan<T>(ctx, B, N, H, hd, {qkv});
+            if (fp.ok) return cd::attention_forward_fused(ctx, fp, B, N, H, hd, qkv, P, out);
+        }
+    }
+    if (path == backend::AttentionPath::Batched || path == backend::AttentionPath::Fused) {
         const auto plan = cd::BatchedPlan<T>::make(ctx, N);
         if (plan.ok(hd, {qkv, P, out})) return cd::attention_forward_batched(ctx, plan, B, N, H, hd, qkv, P, out);
     }
@@ -576,7 +591,7 @@ inline void attention_forward(const backend::Cuda& ctx, long B, long N, long H, 
 
 /// dout (B*N, H*hd) -> dqkv (B*N, 3*H*hd), written. `scratch` holds (B, H, N, N) values (the batched
 /// path under Tf32 / Bf16 with N % 8 != 0 uses the context's padded scratch instead and leaves it
-/// untouched).
+/// untouched; the fused path writes dS there).
 template <class T>
 inline void attention_backward(const backend::Cuda& ctx, long B, long N, long H, long hd, const T* qkv, const T* P,
                                const T* dout, T* dqkv, T* scratch) {
@@ -584,7 +599,14 @@ inline void attention_backward(const backend::Cuda& ctx, long B, long N, long H,
     LCMAE_CHECK(B >= 0 && N > 0 && H > 0 && hd > 0,
                 "attention_backward needs B >= 0 and N, H, hd > 0, got " << B << ", " << N << ", " << H << ", " << hd);
     if (B == 0) return;
-    if (ctx.attention_path() == backend::AttentionPath::Batched) {
+    const backend::AttentionPath path = ctx.attention_path();
+    if (path == backend::AttentionPath::Fused) {
+        if constexpr (std::is_same_v<T, float>) {
+            const cd::FusedPlan fp = cd::fused_plan<T>(ctx, B, N, H, hd, {qkv, dout});
+            if (fp.ok) return cd::attention_backward_fused(ctx, fp, B, N, H, hd, qkv, P, dout, dqkv, scratch);
+        }
+    }
+    if (path == backend::AttentionPath::Batched || path == backend::AttentionPath::Fused) {
         const auto plan = cd::BatchedPlan<T>::make(ctx, N);
         if (plan.ok(hd, {qkv, P, dout, dqkv, scratch}))
             return cd::attention_backward_batched(ctx, plan, B, N, H, hd, qkv, P, dout, dqkv, scratch);

@@ -46,11 +46,19 @@ namespace lcmae::backend {
 /// batched GEMM over all B*H heads per product, straight on qkv / out / dqkv (the default).
 /// PerHead: the previous path (a host loop over heads, each a strided-batched GEMM over B), kept
 /// for one release as a workaround; build with -DLCMAE_CUDA_ATTENTION_PER_HEAD to make it the
-/// default, or call Cuda::set_attention_path.
-enum class AttentionPath { Batched, PerHead };
+/// default, or call Cuda::set_attention_path. Fused: three tensor-core (wmma) kernels that keep S
+/// and dP on chip (fused_attention.cuh), under Precision::Tf32 / Bf16 on sm_80+ only; everywhere
+/// else (strict Fp32, double, unsupported shapes) it runs the batched path. Not the default: it has
+/// not yet run on a GPU.
+enum class AttentionPath { Batched, PerHead, Fused };
 
 inline const char* attention_path_name(AttentionPath p) noexcept {
-    return p == AttentionPath::Batched ? "batched" : "per-head";
+    switch (p) {
+        case AttentionPath::Batched: return "batched";
+        case AttentionPath::PerHead: return "per-head";
+        case AttentionPath::Fused: return "fused";
+    }
+    return "?";
 }
 #ifdef LCMAE_CUDA_ATTENTION_PER_HEAD
 inline constexpr AttentionPath kDefaultAttentionPath = AttentionPath::PerHead;
@@ -164,6 +172,10 @@ struct Cuda : ops::BackendTag {
     void* workspace() const noexcept { return impl_->workspace; }
     static constexpr std::size_t workspace_bytes() noexcept { return kWorkspaceBytes; }
     int device() const noexcept { return impl_->device; }
+    /// The device's compute capability as major * 10 + minor (queried once, at construction).
+    int compute_capability() const noexcept { return impl_->cc; }
+    /// The most dynamic shared memory one block may opt in to, in bytes (queried once).
+    int max_shared_memory_optin() const noexcept { return impl_->smem_optin; }
 
     /// The GEMM precision for float storage (shared by every copy of this context).
     Precision precision() const noexcept { return impl_->precision; }
@@ -261,6 +273,8 @@ struct Cuda : ops::BackendTag {
 private:
     struct Impl {
         int device = 0;
+        int cc = 0;          // compute capability, major * 10 + minor
+        int smem_optin = 0;  // cudaDevAttrMaxSharedMemoryPerBlockOptin
         Precision precision = Precision::Fp32;
         AttentionPath attention_path = kDefaultAttentionPath;
         cudaStream_t stream = nullptr;
@@ -279,6 +293,11 @@ private:
             LCMAE_CHECK(dev >= 0 && dev < count, "CUDA device " << dev << " does not exist (" << count << " visible)");
             try {
                 LCMAE_CUDA_CHECK(cudaSetDevice(dev));
+                int major = 0, minor = 0;
+                LCMAE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+                LCMAE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+                LCMAE_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+                cc = 10 * major + minor;
                 LCMAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
                 LCMAE_CUBLAS_CHECK(cublasCreate(&cublas));
                 LCMAE_CUBLAS_CHECK(cublasSetStream(cublas, stream));
