@@ -32,6 +32,18 @@ BUDGET=${GPU_CHECK_BUDGET:-450}
 ARCH=${GPU_CHECK_ARCH:-90}
 BUILD=${GPU_CHECK_BUILD_DIR:-build-gpu}
 PREBUILT=${GPU_CHECK_PREBUILT:-prebuilt}   # carried executables (see bench/README.md, "GPU check")
+# Carried binaries count only when they were built from this checkout's sources (scripts/
+# gpu-prebuild.sh writes $PREBUILT/SOURCE_STAMP); stale ones would test yesterday's code.
+# GPU_CHECK_PREBUILT_ANY=1 uses them regardless.
+PREBUILT_NOTE=""
+if [[ -d $PREBUILT && ${GPU_CHECK_PREBUILT_ANY:-0} != 1 ]]; then
+  _want=$(bash "$(dirname "$0")/source-stamp.sh" 2>/dev/null || echo none)
+  _have=$(cat "$PREBUILT/SOURCE_STAMP" 2>/dev/null || echo missing)
+  if [[ $_want != "$_have" ]]; then
+    PREBUILT_NOTE="ignored $PREBUILT/: built from sources $_have, the checkout is $_want (run scripts/gpu-prebuild.sh)"
+    PREBUILT=/nonexistent-prebuilt
+  fi
+fi
 TEST_TARGET=${GPU_CHECK_TEST_TARGET:-test_cuda}
 CTEST_REGEX=${GPU_CHECK_CTEST_REGEX:-cuda}
 read -r -a BENCH_TARGETS <<< "${GPU_CHECK_BENCH_TARGETS:-bench_cuda_ops bench_cuda_step}"
@@ -153,6 +165,7 @@ info() {
   fi
   echo "cmake: $(cmake --version 2>/dev/null | head -n 1 || echo 'not found'); ninja: $(ninja --version 2>/dev/null || echo 'not found')"
   echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), $JOBS cores"
+  [[ -n $PREBUILT_NOTE ]] && echo "prebuilt: $PREBUILT_NOTE"
   echo "python: $(timeout 60 python3 -c 'import torch, sys; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -n 1)"
   if ((HAVE_GPU == 0)); then
     echo
@@ -269,11 +282,14 @@ main() {
     fi
     exe=${exe:-$BUILD/bench/$t}
     # A Google Benchmark binary names benchmark:: symbols (linked statically or not).
-    if ((DRY_RUN)) || grep -qa _ZN9benchmark "$exe" 2>/dev/null; then
+    if [[ $t == bench_cuda_step ]]; then
+      run_stage "$t" bench 120 0 "$exe" --json "$OUT/lcmae_step.json" "${BENCH_ARGS[@]}"
+      # the same steps with the fused attention (AttentionPath::Fused: TF32 / BF16 only; Fp32 falls back)
+      run_stage "bench_cuda_step_fused" bench 90 0 "$exe" --attention fused --precision tf32,bf16 \
+        --json "$OUT/lcmae_step_fused.json" "${BENCH_ARGS[@]}"
+    elif ((DRY_RUN)) || grep -qa _ZN9benchmark "$exe" 2>/dev/null; then
       run_stage "$t" bench 60 0 "$exe" --benchmark_counters_tabular=true \
         --benchmark_out="$OUT/$t.json" --benchmark_out_format=json "${BENCH_ARGS[@]}"
-    elif [[ $t == bench_cuda_step ]]; then
-      run_stage "$t" bench 120 0 "$exe" --json "$OUT/lcmae_step.json" "${BENCH_ARGS[@]}"
     else
       run_stage "$t" bench 60 0 "$exe" "${BENCH_ARGS[@]}"
     fi
@@ -337,11 +353,12 @@ if p:
             val = "-"
         st = "" if r["status"] == "ok" else f" [{r['status']}]"
         print(f"| PyTorch ({r['id']}) {r['name']} | {val}{st} | |")
-s = load("lcmae_step.json")
-if s:
-    eager = {r["name"]: r for r in (p or {}).get("results", []) if r.get("images_per_s")}
+for fn, tag in (("lcmae_step.json", ""), ("lcmae_step_fused.json", ", fused attention")):
+    s = load(fn)
+    if not s:
+        continue
     for r in s.get("rows", []):
-        print(f"| lcmae {r['model']} {r['precision']} (batch {r['batch']}) | {r['images_per_s']:,.0f} images/s, "
+        print(f"| lcmae {r['model']} {r['precision']} (batch {r['batch']}{tag}) | {r['images_per_s']:,.0f} images/s, "
               f"{r['s_per_step']:.4f} s/step, {r['tflops']:.0f} TFLOP/s, {r['peak_gpu_gib']:.1f} GiB peak | |")
 std = {"name", "family_index", "per_family_instance_index", "run_name", "run_type", "repetitions",
        "repetition_index", "threads", "iterations", "real_time", "cpu_time", "time_unit", "aggregate_name",
