@@ -287,6 +287,9 @@ main() {
       # the same steps with the fused attention (AttentionPath::Fused: TF32 / BF16 only; Fp32 falls back)
       run_stage "bench_cuda_step_fused" bench 90 0 "$exe" --attention fused --precision tf32,bf16 \
         --json "$OUT/lcmae_step_fused.json" "${BENCH_ARGS[@]}"
+      # and with the step's forward + backward replayed as a CUDA graph (backend/cuda/graph.cuh)
+      run_stage "bench_cuda_step_graph" bench 60 0 "$exe" --graph --precision tf32 \
+        --json "$OUT/lcmae_step_graph.json" "${BENCH_ARGS[@]}"
     elif ((DRY_RUN)) || grep -qa _ZN9benchmark "$exe" 2>/dev/null; then
       run_stage "$t" bench 60 0 "$exe" --benchmark_counters_tabular=true \
         --benchmark_out="$OUT/$t.json" --benchmark_out_format=json "${BENCH_ARGS[@]}"
@@ -353,7 +356,8 @@ if p:
             val = "-"
         st = "" if r["status"] == "ok" else f" [{r['status']}]"
         print(f"| PyTorch ({r['id']}) {r['name']} | {val}{st} | |")
-for fn, tag in (("lcmae_step.json", ""), ("lcmae_step_fused.json", ", fused attention")):
+for fn, tag in (("lcmae_step.json", ""), ("lcmae_step_fused.json", ", fused attention"),
+                ("lcmae_step_graph.json", ", CUDA graph")):
     s = load(fn)
     if not s:
         continue

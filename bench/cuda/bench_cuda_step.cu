@@ -26,10 +26,12 @@
 // model and the optimiser planned (parameters, gradients, target, moments, activations).
 //
 // Usage: bench_cuda_step [--small] [--batch N] [--steps N] [--json FILE] [--only lcmae|mae]
-//                        [--precision LIST] [--device D] [--attention batched|per-head|fused]
+//                        [--precision LIST] [--device D] [--attention batched|per-head|fused] [--graph]
 //        LIST: comma-separated fp32, tf32, bf16 ("both" = fp32,tf32); default fp32,tf32,bf16.
 //        --attention: the context's AttentionPath for the whole run (default: the build's default,
 //        batched); fused runs its tensor-core kernels under tf32 / bf16 only (fp32: batched).
+//        --graph: CUDA graphs of the step's forward + backward (backend/cuda/graph.cuh; the
+//        warm-up steps record them, the timed steps replay them).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -61,6 +63,7 @@ struct Options {
     std::string precision = "fp32,tf32,bf16";
     int device = 0;
     std::string attention;  // "": the default path
+    bool graph = false;     // --graph: replay the step's device work as a CUDA graph
 };
 
 struct Row {
@@ -229,7 +232,7 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const cha
     }
     std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"preset\": \"%s\",\n  \"warmup\": %d,\n  \"total_s\": %.2f,\n", device,
                  o.small ? "small" : "vit-b16-224", o.warmup, total_s);
-    std::fprintf(f, "  \"attention\": \"%s\",\n", attention);
+    std::fprintf(f, "  \"attention\": \"%s\",\n  \"graph\": %s,\n", attention, o.graph ? "true" : "false");
     std::fprintf(f, "  \"bf16\": \"bf16 GEMM operands, FP32 accumulation and storage\",\n  \"rows\": [\n");
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const Row& r = rows[i];
@@ -268,10 +271,11 @@ int main(int argc, char** argv) {
         else if (a == "--precision") o.precision = value("--precision");
         else if (a == "--device") o.device = std::atoi(value("--device").c_str());
         else if (a == "--attention") o.attention = value("--attention");
+        else if (a == "--graph") o.graph = true;
         else {
             std::fprintf(stderr,
                          "usage: bench_cuda_step [--small] [--batch N] [--steps N] [--json FILE] [--only lcmae|mae] "
-                         "[--precision fp32,tf32,bf16|both] [--device D] [--attention batched|per-head|fused]\n");
+                         "[--precision fp32,tf32,bf16|both] [--device D] [--attention batched|per-head|fused] [--graph]\n");
             return 2;
         }
     }
@@ -293,13 +297,14 @@ int main(int argc, char** argv) {
         }
         Cuda ctx(o.device);
         ctx.set_attention_path(attention);
+        if (o.graph) ctx.set_graphs(true);
         cudaDeviceProp prop{};
         LCMAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
         std::printf("# device %d: %s, %d SMs, %.1f GiB; preset %s, batch %ld per view, %d warm-up + %d timed steps; "
-                    "attention path %s\n",
+                    "attention path %s, CUDA graphs %s\n",
                     o.device, prop.name, prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1ull << 30),
                     o.small ? "small" : "ViT-B/16 224 px", o.batch, o.warmup, o.steps,
-                    lcmae::backend::attention_path_name(ctx.attention_path()));
+                    lcmae::backend::attention_path_name(ctx.attention_path()), ctx.graphs() ? "on" : "off");
         std::vector<Precision> precisions;
         {
             std::string list = o.precision;

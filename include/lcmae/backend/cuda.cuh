@@ -18,6 +18,7 @@
 #include "lcmae/backend/cuda/patches.cuh"
 #include "lcmae/backend/cuda/losses.cuh"
 #include "lcmae/backend/cuda/optim.cuh"
+#include "lcmae/backend/cuda/graph.cuh"
 
 #include "lcmae/backend/backend.hpp"
 static_assert(lcmae::backend::Backend<lcmae::backend::Cuda, float>, "backend::Cuda must provide every catalogue op (float)");

@@ -18,11 +18,13 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
 
+#include "lcmae/backend/graph_cache.hpp"
 #include "lcmae/models/guidance_branch.hpp"
 #include "lcmae/models/mae_decoder.hpp"
 #include "lcmae/models/masking.hpp"
@@ -150,7 +152,10 @@ public:
     /// through `r` (SyncBatchNorm); null (the default) is single-process BatchNorm.
     void set_batch_reducer(const dist::Reducer<Backend>* r) {
         if (guidance_) guidance_->set_reducer(r);
+        batch_reducer_ = r != nullptr;
     }
+    /// Replays of recorded step graphs so far (0 on a backend without graphs, or with them off).
+    long graph_launches() const noexcept { return graphs_.launches(); }
     /// Data-parallel training: during the following backward passes, tell `r` (null: nobody) which
     /// gradients are final, so their all-reduce can overlap the rest of the backward
     /// (dist/grad_ready.hpp). The heads and the decoder finish first (they follow the encoder in
@@ -188,7 +193,7 @@ public:
         LCMAE_CHECK(!simmim_, "this model is LC-SimMIM: call forward_backward_simmim");
         check_batch(B, view1, view2);
         const auto& e = spec_.encoder;
-        const long L = e.tokens(), D = e.dim, K = K_, V = views_, img = e.channels * e.image * e.image;
+        const long L = e.tokens(), K = K_, V = views_, img = e.channels * e.image * e.image;
         if (spec_.guided_enabled() && Kt_ < L) {
             LCMAE_CHECK(target_ids_shuffle != nullptr, "target mask ratio " << spec_.target_mask_ratio
                                                                              << " needs target_ids_shuffle");
@@ -205,6 +210,26 @@ public:
             keep_set(ids_shuffle, B, L, v * K, K, keep_host_.data() + v * B * K, v == 0 ? mask_host_.data() : (T*)nullptr);
         upload(ctx, V * B * K, keep_host_.data(), keep_.data());
         upload(ctx, B * L, mask_host_.data(), A_.at(mask_));
+        // The device work from here to the losses' download has fixed shapes and memory for a given
+        // (B, loss scale, target masking): on a backend with graphs it is recorded once and replayed
+        // (backend/graph_cache.hpp). Not recorded: with a gradient sink or a batch reducer (they
+        // talk to other ranks from inside), or for the Paper view schedule (guide() uploads view 2
+        // from host memory in the middle).
+        const bool recordable = grad_ready_ == nullptr && !batch_reducer_ && !(spec_.guided_enabled() && V == 1);
+        const std::uint64_t key = !recordable ? 0
+                                              : backend::graph_key_mix(backend::graph_key_mix(backend::graph_key_mix(1, std::uint64_t(B)),
+                                                                                              std::bit_cast<std::uint64_t>(loss_scale)),
+                                                                       Kt_ < L ? 1 : 2);
+        graphs_.run(ctx, key, [&] { mae_device_work(ctx, view2, B, loss_scale); });
+        return read_losses(ctx);
+    }
+
+private:
+    /// forward_backward_mae's device work (after the uploads, before the losses' download).
+    void mae_device_work(const Backend& ctx, const T* view2, long B, double loss_scale) {
+        const auto& e = spec_.encoder;
+        const long L = e.tokens(), D = e.dim, K = K_, V = views_;
+        const Ptr images = A_.at(images_);
         fill(ctx, kScalars, 0.0, scalars_.data());
         // ---- MIM on view 1
         const CPtr latent = encoder_->forward(ctx, P_, CPtr(images), V * B, keep(), K);
@@ -225,9 +250,9 @@ public:
         add_inplace(ctx, VD * B * (1 + K) * D, CPtr(A_.at(d_lat1_)), d_latent);
         encoder_->backward(ctx, P_, CPtr(d_latent));
         if (grad_ready_) grad_ready_->ready_from(ctx, 0);
-        return read_losses(ctx);
     }
 
+public:
     /// LC-SimMIM with an injected per-token mask w (B, L) (host), 1 = masked (Paper schedule).
     /// mim_rescale multiplies the L1 loss's gradient only (a data-parallel rank's correction of
     /// the loss normalisation, see forward_backward_shard).
@@ -436,6 +461,8 @@ private:
     ParamArena<T, Backend> P_, Pt_;
     std::size_t encoder_end_ = 0;  // P_ offset where the encoder's parameters end
     dist::GradReady<Backend>* grad_ready_ = nullptr;
+    bool batch_reducer_ = false;
+    backend::graph_cache_t<Backend> graphs_;  // the recorded step graphs (a no-op off the GPU)
     mutable ActivationArena<T, Backend> A_;
     std::unique_ptr<VitEncoder<T, Backend>> encoder_, target_encoder_;
     std::unique_ptr<MaeDecoder<T, Backend>> decoder_;

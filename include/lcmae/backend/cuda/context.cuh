@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <cstdlib>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -138,6 +139,7 @@ inline constexpr int kScratchSlots = 7;
 
 template <class T>
 class CudaBuffer;
+class CudaGraphCache;  // backend/cuda/graph.cuh
 
 struct Cuda : ops::BackendTag {
     static constexpr const char* name = "cuda";
@@ -148,6 +150,8 @@ struct Cuda : ops::BackendTag {
     using buffer = CudaBuffer<T>;
     /// Host code may NOT read this backend's memory: generic code downloads (io/, the losses).
     static constexpr bool host_memory = false;
+    /// What a model records its step's device work in (backend/graph_cache.hpp, cuda/graph.cuh).
+    using graph_cache = CudaGraphCache;
 
     /// Bytes of the cuBLAS(Lt) workspace (NVIDIA recommends 32 MiB on Hopper).
     static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
@@ -183,6 +187,11 @@ struct Cuda : ops::BackendTag {
     /// The attention implementation (shared by every copy of this context; see AttentionPath).
     AttentionPath attention_path() const noexcept { return impl_->attention_path; }
     void set_attention_path(AttentionPath p) noexcept { impl_->attention_path = p; }
+    /// CUDA graphs of the training step's device work (cuda/graph.cuh; shared by every copy of this
+    /// context). Off unless LCMAE_CUDA_GRAPH=1 was set when the context was made: not yet checked
+    /// on a GPU.
+    bool graphs() const noexcept { return impl_->graphs; }
+    void set_graphs(bool on) noexcept { impl_->graphs = on; }
 
     /// Blocks the host until everything enqueued on this context's stream has finished.
     void synchronize() const { LCMAE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
@@ -277,6 +286,7 @@ private:
         int smem_optin = 0;  // cudaDevAttrMaxSharedMemoryPerBlockOptin
         Precision precision = Precision::Fp32;
         AttentionPath attention_path = kDefaultAttentionPath;
+        bool graphs = graphs_from_environment();
         cudaStream_t stream = nullptr;
         cublasHandle_t cublas = nullptr;
         cublasLtHandle_t cublaslt = nullptr;
@@ -313,6 +323,13 @@ private:
             }
         }
         ~Impl() { release(); }
+        static bool graphs_from_environment() {
+            const char* v = std::getenv("LCMAE_CUDA_GRAPH");
+            if (v == nullptr) return false;
+            const std::string s = v;
+            LCMAE_CHECK(s == "0" || s == "1", "LCMAE_CUDA_GRAPH must be 0 or 1, got '" << s << "'");
+            return s == "1";
+        }
         Impl(const Impl&) = delete;
         Impl& operator=(const Impl&) = delete;
 
