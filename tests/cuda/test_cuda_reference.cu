@@ -36,40 +36,18 @@
 #include "lcmae/optim/adamw.hpp"
 #include "lcmae/optim/ema.hpp"
 #include "lcmae/train/trainer.hpp"
+#include "reference/fixture_cases.hpp"
 #include "support/gradcheck.hpp"
 #include "support/tiny_model.hpp"
 
 using namespace lcmae;
 using namespace lcmae::models;
 using namespace lcmae::test::cuda;
+using namespace lcmae::test::reference;
 using backend::Cuda;
 using backend::Precision;
 
 namespace {
-
-std::string fixture(const std::string& name) {
-    return std::string(LCMAE_TEST_DATA_DIR) + "/reference/fixtures/" + name + ".safetensors";
-}
-
-// the fixtures' model (tests/reference/make_fixtures.py), as in test_reference_pytorch.cpp
-ModelSpec fixture_spec(GuidanceLoss loss, ViewSchedule views, Baseline baseline, GuidedTokens guided = GuidedTokens::Visible) {
-    ModelSpec s;
-    s.encoder = vit::VitDims{32, 2, 2, 4, 16, 3, 4};
-    s.decoder = DecoderDims{guided == GuidedTokens::VisibleAndMask ? 24L : 32L, 1, 2};
-    s.guided = guided;
-    s.head_hidden = 64;
-    s.loss = loss;
-    s.views = views;
-    s.baseline = baseline;
-    s.max_batch = 8;
-    return s;
-}
-
-// Float's AdamW blind spot (test_reference_pytorch.cpp explains it): elements whose reference
-// step-0 gradient is at most 1e-5 of their tensor's largest are checked to have moved at most 3 lr,
-// not compared.
-constexpr double kFloatBlindSpot = 1e-5;
-constexpr double kFloatLaterStepLossTol = 1e-6;
 
 double tensor_rel_error(const std::vector<double>& got_all, const ParamEntry& e, const std::vector<double>& ref,
                         const std::vector<double>* step0_grad, const std::vector<double>* init) {
@@ -176,23 +154,6 @@ void run_fixture_on_gpu(const std::string& name, const ModelSpec& spec, double l
     MESSAGE(name << " " << type_name<T>() << " on the GPU: worst relative error: loss " << worst_loss << ", gradient "
                  << worst_grad << ", weights " << worst_weight);
 }
-
-struct Case {
-    const char* file;
-    GuidanceLoss loss;
-    ViewSchedule views;
-    Baseline baseline;
-    GuidedTokens guided = GuidedTokens::Visible;
-};
-const Case kCases[] = {
-    {"mae", GuidanceLoss::None, ViewSchedule::Symmetric, Baseline::Mae},
-    {"lcmae_cosine", GuidanceLoss::Cosine, ViewSchedule::Symmetric, Baseline::Mae},
-    {"lcmae_infonce", GuidanceLoss::InfoNCE, ViewSchedule::Symmetric, Baseline::Mae},
-    {"lcmae_smoothl1", GuidanceLoss::SmoothL1, ViewSchedule::Symmetric, Baseline::Mae},
-    {"lcmae_cosine_paper", GuidanceLoss::Cosine, ViewSchedule::Paper, Baseline::Mae},
-    {"lcsimmim_cosine", GuidanceLoss::Cosine, ViewSchedule::Paper, Baseline::SimMim},
-    {"lcmae_cosine_visible_mask", GuidanceLoss::Cosine, ViewSchedule::Symmetric, Baseline::Mae, GuidedTokens::VisibleAndMask},
-};
 
 // loss, gradients, weights: the CPU test's tolerances (test_reference_pytorch.cpp), double weights
 // at 1e-9 (header)
