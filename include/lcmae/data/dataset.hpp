@@ -101,6 +101,7 @@ public:
     int channels() const override { return channels_; }
     int label(std::size_t i) const override { return labels_.empty() ? -1 : labels_.at(i); }
     int num_classes() const override { return num_classes_; }
+    using Dataset::image;  // keep image(i, min_side) visible beside the override below
     cv::Mat image(std::size_t i) const override {
         LCMAE_CHECK(i < count_, name_ << ": image index " << i << " out of range (size " << count_ << ")");
         // A header over our own bytes: no copy. const_cast is safe because callers treat it as read-only.
