@@ -92,7 +92,7 @@ void run(const Comm& comm, const dist::Mpi& mpi, int threads, long global_batch,
                     "\"grad_s_in_backward_per_step\": %.5f, \"grad_s_after_backward_per_step\": %.5f}\n",
                     W, threads, global_batch, steps, secs / steps, double(global_batch) * steps / secs,
                     t[0] / W / steps, t[1] / W / steps, grad_mb, alone, sync ? 1 : 0,
-                    double(mpi.options().bucket_bytes) / double(1 << 20), double(buckets) / steps, double(overlapped) / steps,
+                    double(mpi.bucket_bytes()) / double(1 << 20), double(buckets) / steps, double(overlapped) / steps,
                     t[2] / W / steps, t[3] / W / steps);
     }
 }

@@ -51,20 +51,7 @@ namespace {
 
 double tensor_rel_error(const std::vector<double>& got_all, const ParamEntry& e, const std::vector<double>& ref,
                         const std::vector<double>* step0_grad, const std::vector<double>* init) {
-    std::vector<double> got, want;
-    double gmax = 0;
-    if (step0_grad)
-        for (double g : *step0_grad) gmax = std::max(gmax, std::abs(g));
-    for (std::size_t i = 0; i < e.slot.count; ++i) {
-        const double v = got_all[e.slot.offset + i];
-        if (step0_grad && std::abs((*step0_grad)[i]) <= kFloatBlindSpot * gmax) {
-            if (init) CHECK(std::abs(v - (*init)[i]) <= 3 * 1e-3 * 1.0001);
-            continue;
-        }
-        got.push_back(v);
-        want.push_back(ref[i]);
-    }
-    return test::rel_error(got, want);
+    return weights_rel_error(got_all.data() + e.slot.offset, ref, step0_grad, init);
 }
 
 template <class Buffer>

@@ -36,19 +36,9 @@ bool is_qkv_bias(const std::string& name) {
 template <class T>
 double tensor_rel_error(const ParamArena<T>& P, const ParamEntry& e, const std::vector<double>& ref,
                         const std::vector<double>* zero_grad_ref, const std::vector<double>* init = nullptr) {
-    std::vector<double> got, want;
-    double gmax = 0;
-    if (zero_grad_ref)
-        for (double g : *zero_grad_ref) gmax = std::max(gmax, std::abs(g));
-    for (std::size_t i = 0; i < e.slot.count; ++i) {
-        if (zero_grad_ref && std::abs((*zero_grad_ref)[i]) <= kFloatBlindSpot * gmax) {
-            if (init) CHECK(std::abs(double(P.value(e.slot)[i]) - (*init)[i]) <= 3 * 1e-3 * 1.0001);
-            continue;
-        }
-        got.push_back(double(P.value(e.slot)[i]));
-        want.push_back(ref[i]);
-    }
-    return test::rel_error(got, want);
+    const T* v = P.value(e.slot);
+    const std::vector<double> got(v, v + e.slot.count);
+    return weights_rel_error(got.data(), ref, zero_grad_ref, init);
 }
 
 

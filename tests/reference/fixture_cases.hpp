@@ -4,9 +4,15 @@
 // (tests/models/test_reference_pytorch.cpp) and the GPU one (tests/cuda/test_cuda_reference.cu).
 #pragma once
 
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "lcmae/models/model_spec.hpp"
+#include "support/gradcheck.hpp"
 
 namespace lcmae::test::reference {
 
@@ -51,6 +57,26 @@ inline ModelSpec fixture_spec(GuidanceLoss loss, ViewSchedule views, Baseline ba
 // reference step-0 gradient is at most 1e-5 of the tensor's largest, and check that those moved
 // at most 3 lr from their start. Double compares everything.
 inline constexpr double kFloatBlindSpot = 1e-5;
+
+/// ||got - ref|| / ||ref|| of one tensor's final weights (got: its values), the blind spot above
+/// left out when `step0_grad` (the reference's step-0 gradient) is given; with `init`, the
+/// left-out elements must have moved at most 3 lr (lr 1e-3) from it.
+inline double weights_rel_error(const double* got, const std::vector<double>& ref, const std::vector<double>* step0_grad,
+                                const std::vector<double>* init) {
+    std::vector<double> kept, want;
+    double gmax = 0;
+    if (step0_grad)
+        for (double g : *step0_grad) gmax = std::max(gmax, std::abs(g));
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        if (step0_grad && std::abs((*step0_grad)[i]) <= kFloatBlindSpot * gmax) {
+            if (init) CHECK(std::abs(got[i] - (*init)[i]) <= 3 * 1e-3 * 1.0001);
+            continue;
+        }
+        kept.push_back(got[i]);
+        want.push_back(ref[i]);
+    }
+    return rel_error(kept, want);
+}
 
 // Float losses after the first step: they are computed from weights that already carry AdamW's
 // amplified rounding noise (weights are tested at 2e-5, see below), so they cannot be held to the

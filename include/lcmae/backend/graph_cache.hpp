@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 namespace lcmae::backend {
@@ -40,9 +41,10 @@ struct graph_cache_of<B, std::void_t<typename B::graph_cache>> {
 template <class B>
 using graph_cache_t = typename detail::graph_cache_of<B>::type;
 
-/// Mixes values into a graph key (never 0 for a non-empty mix; 0 stays "do not record").
-inline constexpr std::uint64_t graph_key_mix(std::uint64_t h, std::uint64_t v) noexcept {
-    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+/// A graph key from the values the work depends on (never 0: 0 stays "do not record").
+inline constexpr std::uint64_t graph_key(std::initializer_list<std::uint64_t> values) noexcept {
+    std::uint64_t h = 0;
+    for (const std::uint64_t v : values) h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
     return h == 0 ? 1 : h;
 }
 

@@ -15,9 +15,11 @@
 // micro-batches keep accumulating, so nothing is final there).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 
 #include "lcmae/backend/tag.hpp"
+#include "lcmae/core/error.hpp"
 
 namespace lcmae::dist {
 
@@ -27,6 +29,59 @@ struct GradReady {
     /// Every gradient at arena offset >= `from` (elements) is final for this backward. Called on the
     /// compute thread, in stream order on a device backend.
     virtual void ready_from(const Backend& ctx, std::size_t from) = 0;
+};
+
+/// The bucket arithmetic every GradientSync shares: reports of a falling offset come in, buckets of
+/// `bucket` elements are cut from the top of the arena down as soon as they are whole, and the
+/// report of 0 (or finish) releases the rest. Every rank cuts the same buckets from the same
+/// reports, which is what lets each bucket be one collective. `start(lo, hi)` starts one bucket.
+class BucketCutter {
+public:
+    void begin(std::size_t n, std::size_t bucket) {
+        LCMAE_CHECK(!active_, "GradientSync::begin: the previous gradient mean was never finished");
+        LCMAE_CHECK(bucket > 0, "a gradient bucket needs at least one element");
+        n_ = issued_ = ready_ = n;
+        bucket_ = bucket;
+        active_ = true;
+    }
+    /// Everything at offset >= from is final: starts the whole buckets that makes (all of the rest
+    /// when from is 0). Returns how many it started.
+    template <class Start>
+    long report(std::size_t from, Start&& start) {
+        LCMAE_CHECK(active_, "GradReady::ready_from outside a gradient mean (begin was not called)");
+        LCMAE_CHECK(from <= ready_, "GradReady::ready_from(" << from << ") after ready_from(" << ready_
+                                                            << "): reports must not increase (dist/grad_ready.hpp)");
+        ready_ = from;
+        long started = 0;
+        while (issued_ > ready_ && (issued_ - ready_ >= bucket_ || ready_ == 0)) {
+            cut(std::min(issued_ - ready_, bucket_), start);
+            ++started;
+            if (from > 0) ++overlapped_;  // from 0 the backward is over: nothing left to hide behind
+        }
+        return started;
+    }
+    /// Ends the mean: starts what was never reported final, in pieces of at most max_count.
+    template <class Start>
+    void finish(std::size_t max_count, Start&& start) {
+        LCMAE_CHECK(active_, "GradientSync::finish without begin");
+        active_ = false;
+        while (issued_ > 0) cut(std::min(issued_, max_count), start);
+    }
+    bool unstarted() const noexcept { return issued_ > 0; }
+    std::size_t size() const noexcept { return n_; }
+    long overlapped() const noexcept { return overlapped_; }
+    long total() const noexcept { return total_; }
+
+private:
+    template <class Start>
+    void cut(std::size_t count, Start& start) {
+        start(issued_ - count, issued_);
+        issued_ -= count;
+        ++total_;
+    }
+    std::size_t n_ = 0, issued_ = 0, ready_ = 0, bucket_ = 1;  // [issued_, n_) started; [ready_, n_) final
+    bool active_ = false;
+    long overlapped_ = 0, total_ = 0;
 };
 
 /// One overlapped gradient mean per optimiser step, made by a communicator

@@ -88,8 +88,7 @@ struct MpiOptions {
     /// of this many bytes (LCMAE_DIST_BUCKET_MB). Small buckets start earlier and give MPI more
     /// chances to progress; each costs one collective's latency.
     bool overlap = true;
-    std::size_t bucket_bytes = std::size_t(4) << 20;
-    bool bucket_bytes_set_by_user = false;  // LCMAE_DIST_BUCKET_MB given (dist::Nccl keeps its own default otherwise)
+    std::size_t bucket_bytes = 0;  // 0: the communicator's default (dist::Mpi 4 MiB, dist::Nccl 25 MiB)
 };
 
 template <class T>
@@ -123,7 +122,6 @@ public:
             LCMAE_CHECK(end != b && *end == '\0' && v >= 0.001 && v <= 1024,
                         "LCMAE_DIST_BUCKET_MB must be a number of MiB in [0.001, 1024], got '" << b << "'");
             opt_.bucket_bytes = std::size_t(v * double(1 << 20));
-            opt_.bucket_bytes_set_by_user = true;
         }
         MPI_Comm_rank(opt_.comm, &rank_);
         MPI_Comm_size(opt_.comm, &world_);
@@ -147,6 +145,8 @@ public:
     double collective_seconds() const noexcept { return wait_seconds_; }
     long allreduce_calls() const noexcept { return grad_calls_; }
     const Options& options() const noexcept { return opt_; }
+    /// Bytes per bucket of the overlapped gradient mean.
+    std::size_t bucket_bytes() const noexcept { return opt_.bucket_bytes > 0 ? opt_.bucket_bytes : std::size_t(4) << 20; }
 
     /// The overlapped gradient mean (dist/grad_ready.hpp); null with one rank or overlap off.
     template <class Backend, class T>
@@ -281,30 +281,18 @@ private:
 template <class T>
 class MpiGradientSync final : public GradientSync<backend::Cpu, T> {
 public:
-    explicit MpiGradientSync(const Mpi& mpi)
-        : mpi_(&mpi), bucket_(std::max<long>(1, long(mpi.opt_.bucket_bytes / sizeof(T)))) {}
+    explicit MpiGradientSync(const Mpi& mpi) : mpi_(&mpi) {}
 
     void begin(const backend::Cpu&, long n, T* grads) override {
-        LCMAE_CHECK(!active_, "MpiGradientSync::begin: the previous gradient mean was never finished");
         LCMAE_CHECK(n >= 0 && grads != nullptr, "MpiGradientSync::begin needs a gradient arena, got " << n << " values");
+        cut_.begin(std::size_t(n), std::max<std::size_t>(1, mpi_->bucket_bytes() / sizeof(T)));
         x_ = grads;
-        n_ = issued_ = ready_ = std::size_t(n);
         reqs_.clear();
         seconds_ = 0;
-        active_ = true;
     }
     void ready_from(const backend::Cpu&, std::size_t from) override {
         const auto t0 = std::chrono::steady_clock::now();
-        LCMAE_CHECK(active_, "GradReady::ready_from outside a gradient mean (begin was not called)");
-        LCMAE_CHECK(from <= ready_, "GradReady::ready_from(" << from << ") after ready_from(" << ready_
-                                                            << "): reports must not increase (dist/grad_ready.hpp)");
-        ready_ = from;
-        // whole buckets only, except the last report (from 0), which sends the rest
-        while (issued_ > ready_ && (issued_ - ready_ >= std::size_t(bucket_) || ready_ == 0)) {
-            const std::size_t lo = issued_ - std::min<std::size_t>(issued_ - ready_, std::size_t(bucket_));
-            issue(lo, issued_);
-            if (from > 0) ++overlapped_;  // from 0 the backward is over: nothing left to hide behind
-        }
+        cut_.report(from, [&](std::size_t lo, std::size_t hi) { issue(lo, hi); });
         if (!reqs_.empty()) {  // progress: MPI moves data only inside MPI calls
             int done = 0;
             MPI_Testall(int(reqs_.size()), reqs_.data(), &done, MPI_STATUSES_IGNORE);
@@ -315,19 +303,17 @@ public:
     }
     void finish(const backend::Cpu& ctx, const char* what) override {
         const auto t0 = std::chrono::steady_clock::now();
-        LCMAE_CHECK(active_, "MpiGradientSync::finish without begin");
-        active_ = false;
-        while (issued_ > 0) issue(issued_ - std::min<std::size_t>(issued_, std::size_t(Mpi::kBucket)), issued_);
+        cut_.finish(std::size_t(Mpi::kBucket), [&](std::size_t lo, std::size_t hi) { issue(lo, hi); });
         mpi_->wait_all(reqs_, what);
-        if (mpi_->world_ > 1) scale_inplace(ctx, long(n_), T(1.0 / mpi_->world_), x_);
+        if (mpi_->world_ > 1) scale_inplace(ctx, long(cut_.size()), T(1.0 / mpi_->world_), x_);
         const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         seconds_ += dt;
         after_backward_s_ += dt;
         mpi_->grad_seconds_ += seconds_;  // the time this rank spent on the gradient mean, in or after the backward
         ++mpi_->grad_calls_;
     }
-    long buckets_overlapped() const override { return overlapped_; }
-    long buckets_total() const override { return total_; }
+    long buckets_overlapped() const override { return cut_.overlapped(); }
+    long buckets_total() const override { return cut_.total(); }
     /// Seconds spent so far issuing and polling inside the backward, and in finish() after it (the
     /// exposed part of the all-reduce).
     double seconds_in_backward() const noexcept { return in_backward_s_; }
@@ -337,18 +323,13 @@ private:
     void issue(std::size_t lo, std::size_t hi) {
         reqs_.emplace_back();
         MPI_Iallreduce(MPI_IN_PLACE, x_ + lo, int(hi - lo), Mpi::mpi_type<T>(), MPI_SUM, mpi_->opt_.comm, &reqs_.back());
-        issued_ = lo;
-        ++total_;
     }
 
     const Mpi* mpi_;
-    long bucket_;  // elements per bucket
+    BucketCutter cut_;
     T* x_ = nullptr;
-    std::size_t n_ = 0, issued_ = 0, ready_ = 0;  // [issued_, n_) is in flight; [ready_, n_) is final
     std::vector<MPI_Request> reqs_;
     double seconds_ = 0, in_backward_s_ = 0, after_backward_s_ = 0;
-    bool active_ = false;
-    long overlapped_ = 0, total_ = 0;
 };
 
 }  // namespace lcmae::dist

@@ -75,9 +75,9 @@ public:
         if (mpi.rank() == 0) LCMAE_NCCL_CHECK(ncclGetUniqueId(&id));
         mpi.broadcast_host(&id, sizeof id, 0, "the NCCL unique id");
         LCMAE_NCCL_CHECK(ncclCommInitRank(&comm_, mpi.world(), id, mpi.rank()));
-        bucket_bytes_ = bucket_bytes > 0                         ? bucket_bytes
-                        : mpi.options().bucket_bytes_set_by_user ? mpi.options().bucket_bytes
-                                                                 : std::size_t(25) << 20;
+        bucket_bytes_ = bucket_bytes > 0 ? bucket_bytes
+                        : mpi.options().bucket_bytes > 0 ? mpi.options().bucket_bytes  // LCMAE_DIST_BUCKET_MB
+                                                         : std::size_t(25) << 20;
     }
     ~Nccl() {
         if (comm_) ncclCommDestroy(comm_);
@@ -169,8 +169,7 @@ private:
 template <class T>
 class NcclGradientSync final : public GradientSync<backend::Cuda, T> {
 public:
-    explicit NcclGradientSync(const Nccl& nccl)
-        : nccl_(&nccl), bucket_(std::max<std::size_t>(1, nccl.bucket_bytes() / sizeof(T))) {
+    explicit NcclGradientSync(const Nccl& nccl) : nccl_(&nccl) {
         LCMAE_CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
         LCMAE_CUDA_CHECK(cudaEventCreateWithFlags(&ready_event_, cudaEventDisableTiming));
         LCMAE_CUDA_CHECK(cudaEventCreateWithFlags(&done_event_, cudaEventDisableTiming));
@@ -184,57 +183,42 @@ public:
     NcclGradientSync& operator=(const NcclGradientSync&) = delete;
 
     void begin(const backend::Cuda&, long n, T* grads) override {
-        LCMAE_CHECK(!active_, "NcclGradientSync::begin: the previous gradient mean was never finished");
         LCMAE_CHECK(n >= 0 && grads != nullptr, "NcclGradientSync::begin needs a gradient arena, got " << n << " values");
+        cut_.begin(std::size_t(n), std::max<std::size_t>(1, nccl_->bucket_bytes() / sizeof(T)));
         x_ = grads;
-        n_ = issued_ = ready_ = std::size_t(n);
-        active_ = true;
     }
     void ready_from(const backend::Cuda& ctx, std::size_t from) override {
-        LCMAE_CHECK(active_, "GradReady::ready_from outside a gradient mean (begin was not called)");
-        LCMAE_CHECK(from <= ready_, "GradReady::ready_from(" << from << ") after ready_from(" << ready_
-                                                            << "): reports must not increase (dist/grad_ready.hpp)");
-        ready_ = from;
-        if (!(issued_ > ready_ && (issued_ - ready_ >= bucket_ || ready_ == 0))) return;
-        // the side stream starts after everything the compute stream has enqueued so far
-        LCMAE_CUDA_CHECK(cudaEventRecord(ready_event_, ctx.stream()));
-        LCMAE_CUDA_CHECK(cudaStreamWaitEvent(side_, ready_event_, 0));
-        while (issued_ > ready_ && (issued_ - ready_ >= bucket_ || ready_ == 0)) {
-            const std::size_t lo = issued_ - std::min(issued_ - ready_, bucket_);
-            issue(lo, issued_);
-            if (from > 0) ++overlapped_;
-        }
+        bool waited = false;
+        cut_.report(from, [&](std::size_t lo, std::size_t hi) {
+            if (!waited) wait_for_compute(ctx), waited = true;
+            issue(lo, hi);
+        });
     }
     void finish(const backend::Cuda& ctx, const char* what) override {
-        LCMAE_CHECK(active_, "NcclGradientSync::finish without begin");
-        active_ = false;
-        if (issued_ > 0) {  // a backward that did not report down to 0
-            LCMAE_CUDA_CHECK(cudaEventRecord(ready_event_, ctx.stream()));
-            LCMAE_CUDA_CHECK(cudaStreamWaitEvent(side_, ready_event_, 0));
-            issue(0, issued_);
-        }
+        if (cut_.unstarted()) wait_for_compute(ctx);  // a backward that did not report down to 0
+        cut_.finish(cut_.size(), [&](std::size_t lo, std::size_t hi) { issue(lo, hi); });
         LCMAE_CUDA_CHECK(cudaEventRecord(done_event_, side_));
         LCMAE_CUDA_CHECK(cudaStreamWaitEvent(ctx.stream(), done_event_, 0));  // the optimiser sees the mean
         nccl_->wait_stream(side_, what);
     }
-    long buckets_overlapped() const override { return overlapped_; }
-    long buckets_total() const override { return total_; }
+    long buckets_overlapped() const override { return cut_.overlapped(); }
+    long buckets_total() const override { return cut_.total(); }
 
 private:
+    /// The side stream starts after everything the compute stream has enqueued so far.
+    void wait_for_compute(const backend::Cuda& ctx) {
+        LCMAE_CUDA_CHECK(cudaEventRecord(ready_event_, ctx.stream()));
+        LCMAE_CUDA_CHECK(cudaStreamWaitEvent(side_, ready_event_, 0));
+    }
     void issue(std::size_t lo, std::size_t hi) {
         LCMAE_NCCL_CHECK(ncclAllReduce(x_ + lo, x_ + lo, hi - lo, Nccl::nccl_type<T>(), ncclAvg, nccl_->comm_, side_));
-        issued_ = lo;
-        ++total_;
     }
 
     const Nccl* nccl_;
-    std::size_t bucket_;  // elements per bucket
+    BucketCutter cut_;
     cudaStream_t side_ = nullptr;
     cudaEvent_t ready_event_ = nullptr, done_event_ = nullptr;
     T* x_ = nullptr;
-    std::size_t n_ = 0, issued_ = 0, ready_ = 0;
-    bool active_ = false;
-    long overlapped_ = 0, total_ = 0;
 };
 
 }  // namespace lcmae::dist

@@ -216,10 +216,8 @@ public:
         // talk to other ranks from inside), or for the Paper view schedule (guide() uploads view 2
         // from host memory in the middle).
         const bool recordable = grad_ready_ == nullptr && !batch_reducer_ && !(spec_.guided_enabled() && V == 1);
-        const std::uint64_t key = !recordable ? 0
-                                              : backend::graph_key_mix(backend::graph_key_mix(backend::graph_key_mix(1, std::uint64_t(B)),
-                                                                                              std::bit_cast<std::uint64_t>(loss_scale)),
-                                                                       Kt_ < L ? 1 : 2);
+        const std::uint64_t key =
+            recordable ? backend::graph_key({1, std::uint64_t(B), std::bit_cast<std::uint64_t>(loss_scale), Kt_ < L ? 1u : 2u}) : 0;
         graphs_.run(ctx, key, [&] { mae_device_work(ctx, view2, B, loss_scale); });
         return read_losses(ctx);
     }
