@@ -58,13 +58,10 @@ void run_fixture(const std::string& name, const ModelSpec& spec, double loss_tol
     CHECK(init_count == long(P.entries().size()));
     if (model.has_target()) model.copy_online_to_target();
 
-    const auto view1 = f.read<T>("input.view1");
-    const auto view2 = f.read<T>("input.view2");
-    const auto loss_mim = f.read<double>("loss.mim"), loss_gg = f.read<double>("loss.gg"), loss_total = f.read<double>("loss.total");
-    std::vector<std::int64_t> ids;
-    std::vector<T> mask;
-    if (spec.baseline == Baseline::Mae) ids = f.read<std::int64_t>("input.ids_shuffle", true);
-    else mask = f.read<T>("input.mask");
+    const FixtureInputs<T> in(f, spec);
+    const auto &view1 = in.view1, &view2 = in.view2, &mask = in.mask;
+    const auto& ids = in.ids;
+    const auto &loss_mim = in.loss_mim, &loss_gg = in.loss_gg, &loss_total = in.loss_total;
     const int steps = int(loss_total.size()) / micro;
     REQUIRE(steps * micro == long(loss_total.size()));
     std::vector<double> d_k(std::size_t(steps), 0.0);

@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "lcmae/io/safetensors.hpp"
 #include "lcmae/models/model_spec.hpp"
 #include "support/gradcheck.hpp"
 
@@ -85,6 +87,21 @@ inline double weights_rel_error(const double* got, const std::vector<double>& re
 // provider, 8.1e-8 with Eigen's (GCC 12, AMD EPYC Zen 4, -march=native); the first step's losses
 // stay within 6.5e-8 with either. Tested at 1e-6 after step 0, 2e-7 at step 0.
 inline constexpr double kFloatLaterStepLossTol = 1e-6;
+
+/// A fixture's inputs and reference losses: the two views, the MAE ids_shuffle or the SimMIM mask,
+/// and the losses at every (micro-)step.
+template <class T>
+struct FixtureInputs {
+    std::vector<T> view1, view2, mask;
+    std::vector<std::int64_t> ids;
+    std::vector<double> loss_mim, loss_gg, loss_total;
+    FixtureInputs(const io::SafetensorsFile& f, const ModelSpec& spec)
+        : view1(f.read<T>("input.view1")), view2(f.read<T>("input.view2")), loss_mim(f.read<double>("loss.mim")),
+          loss_gg(f.read<double>("loss.gg")), loss_total(f.read<double>("loss.total")) {
+        if (spec.baseline == Baseline::Mae) ids = f.read<std::int64_t>("input.ids_shuffle", true);
+        else mask = f.read<T>("input.mask");
+    }
+};
 
 struct Case {
     const char* file;
